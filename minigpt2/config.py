@@ -1,0 +1,111 @@
+"""GPT2Config: the few numbers that fix a GPT-2's shapes, read from HF config.json."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """config.json is missing, malformed, or not a GPT-2."""
+
+
+@dataclass(frozen=True)
+class GPT2Config:
+    n_layers: int        # L
+    n_heads: int         # H
+    d_model: int         # D
+    d_mlp: int           # m (HF n_inner, default 4 * D)
+    d_vocab: int         # V
+    n_ctx: int           # longest sequence (HF n_positions)
+    layer_norm_eps: float = 1e-5
+    bos_token_id: int = 50256
+
+    @property
+    def d_head(self) -> int:
+        return self.d_model // self.n_heads
+
+    @classmethod
+    def from_hf(cls, hf: dict, where: str = "config.json") -> "GPT2Config":
+        """Validate a Hugging Face GPT-2 config dict and keep what the forward pass needs."""
+        if hf.get("model_type") != "gpt2":
+            raise ConfigError(f"{where}: model_type is {hf.get('model_type')!r}, not 'gpt2'")
+        act = hf.get("activation_function", "gelu_new")
+        if act != "gelu_new":
+            raise ConfigError(f"{where}: activation_function {act!r} is not supported (only 'gelu_new')")
+        for flag in ("scale_attn_by_inverse_layer_idx", "add_cross_attention"):
+            if hf.get(flag):
+                raise ConfigError(f"{where}: {flag}=true is not supported")
+        if hf.get("scale_attn_weights") is False:
+            raise ConfigError(f"{where}: scale_attn_weights=false is not supported")
+        try:
+            n_embd = int(hf["n_embd"])
+            cfg = cls(
+                n_layers=int(hf["n_layer"]),
+                n_heads=int(hf["n_head"]),
+                d_model=n_embd,
+                d_mlp=int(hf.get("n_inner") or 4 * n_embd),
+                d_vocab=int(hf["vocab_size"]),
+                n_ctx=int(hf["n_positions"]),
+                layer_norm_eps=float(hf.get("layer_norm_epsilon", 1e-5)),
+                bos_token_id=int(hf.get("bos_token_id", 50256)),
+            )
+        except KeyError as e:
+            raise ConfigError(f"{where}: missing key {e.args[0]!r}") from None
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{where}: {e}") from None
+        for name in ("n_layers", "n_heads", "d_model", "d_mlp", "d_vocab", "n_ctx"):
+            if getattr(cfg, name) <= 0:
+                raise ConfigError(f"{where}: {name} must be positive, got {getattr(cfg, name)}")
+        if cfg.d_model % cfg.n_heads:
+            raise ConfigError(f"{where}: n_embd={cfg.d_model} is not divisible by n_head={cfg.n_heads}")
+        if not 0 <= cfg.bos_token_id < cfg.d_vocab:
+            raise ConfigError(f"{where}: bos_token_id={cfg.bos_token_id} is outside the vocabulary")
+        return cfg
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "GPT2Config":
+        path = Path(path)
+        try:
+            hf = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: file not found") from None
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{path}: not valid JSON ({e})") from None
+        if not isinstance(hf, dict):
+            raise ConfigError(f"{path}: expected a JSON object")
+        return cls.from_hf(hf, where=str(path))
+
+    def to_hf(self) -> dict:
+        """The config.json that transformers' GPT2LMHeadModel reads."""
+        return {
+            "architectures": ["GPT2LMHeadModel"],
+            "model_type": "gpt2",
+            "activation_function": "gelu_new",
+            "n_layer": self.n_layers,
+            "n_head": self.n_heads,
+            "n_embd": self.d_model,
+            "n_inner": self.d_mlp,
+            "vocab_size": self.d_vocab,
+            "n_positions": self.n_ctx,
+            "n_ctx": self.n_ctx,
+            "layer_norm_epsilon": self.layer_norm_eps,
+            "bos_token_id": self.bos_token_id,
+            "eos_token_id": self.bos_token_id,
+            "tie_word_embeddings": True,
+        }
+
+    def describe(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in asdict(self).items())
+
+
+# Shapes of the public checkpoints (from their hub config.json files), for make-checkpoint.
+KNOWN_CONFIGS = {
+    "gpt2": GPT2Config(n_layers=12, n_heads=12, d_model=768, d_mlp=3072, d_vocab=50257, n_ctx=1024),
+    "distilgpt2": GPT2Config(n_layers=6, n_heads=12, d_model=768, d_mlp=3072, d_vocab=50257, n_ctx=1024),
+    "gpt2-medium": GPT2Config(n_layers=24, n_heads=16, d_model=1024, d_mlp=4096, d_vocab=50257, n_ctx=1024),
+    "gpt2-large": GPT2Config(n_layers=36, n_heads=20, d_model=1280, d_mlp=5120, d_vocab=50257, n_ctx=1024),
+    "gpt2-xl": GPT2Config(n_layers=48, n_heads=25, d_model=1600, d_mlp=6400, d_vocab=50257, n_ctx=1024),
+    # Real vocabulary, toy width: for tests and quick offline demos.
+    "tiny": GPT2Config(n_layers=2, n_heads=4, d_model=64, d_mlp=256, d_vocab=50257, n_ctx=256),
+}

@@ -1,0 +1,108 @@
+"""The GPT-2 forward pass in NumPy, float32, one sequence (no batch axis).
+
+Letters: t query position, s key position, h head, d d_model, e d_head, m d_mlp, v vocab.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .config import GPT2Config
+from .layers import gelu_new, layer_norm, softmax
+from .trace import Trace
+from .weights import Params
+
+
+class InputError(ValueError):
+    """Token ids that the model cannot run."""
+
+
+def check_ids(ids, cfg: GPT2Config) -> np.ndarray:
+    ids = np.asarray(ids)
+    if ids.ndim != 1:
+        raise InputError(f"expected a 1-D sequence of token ids, got shape {ids.shape}")
+    if ids.size == 0:
+        raise InputError("empty input: give at least one token")
+    if not np.issubdtype(ids.dtype, np.integer):
+        raise InputError(f"token ids must be integers, got dtype {ids.dtype}")
+    if ids.size > cfg.n_ctx:
+        raise InputError(f"{ids.size} tokens is longer than the model's context of {cfg.n_ctx}")
+    bad = (ids < 0) | (ids >= cfg.d_vocab)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise InputError(f"token id {int(ids[i])} at position {i} is outside the vocabulary 0..{cfg.d_vocab - 1}")
+    return ids.astype(np.int64)
+
+
+def attention(x: np.ndarray, p: Params, l: int, eps: float):
+    """One attention block on resid_pre [T, D]. Returns x~, q, k, v [H, T, e], attn [H, T, T], out [T, D]."""
+    T = x.shape[0]
+    H, e = p.W_Q.shape[1], p.W_Q.shape[3]
+    xt = layer_norm(x, p.ln1_w[l], p.ln1_b[l], eps)                  # [T, D]
+    q = np.matmul(xt, p.W_Q[l]) + p.b_Q[l][:, None, :]               # [T, D] @ [H, D, e] -> [H, T, e]
+    k = np.matmul(xt, p.W_K[l]) + p.b_K[l][:, None, :]
+    v = np.matmul(xt, p.W_V[l]) + p.b_V[l][:, None, :]
+    scores = np.matmul(q, k.transpose(0, 2, 1)) * np.float32(1.0 / np.sqrt(e))   # [H, T, T]
+    scores[:, np.triu(np.ones((T, T), dtype=bool), 1)] = -np.inf     # causal mask
+    attn = softmax(scores)                                            # [H, T, T]
+    z = np.matmul(attn, v)                                            # [H, T, e]
+    out = z.transpose(1, 0, 2).reshape(T, H * e) @ p.W_O[l].reshape(H * e, -1) + p.b_O[l]  # [T, D]
+    return xt, q, k, v, attn, out
+
+
+def mlp(x: np.ndarray, p: Params, l: int, eps: float):
+    """One MLP block on resid_mid [T, D]. Returns LN2(x) [T, D], pre [T, m], acts [T, m], out [T, D]."""
+    xt = layer_norm(x, p.ln2_w[l], p.ln2_b[l], eps)                  # [T, D]
+    pre = xt @ p.W_in[l] + p.b_in[l]                                  # [T, D] -> [T, m]
+    acts = gelu_new(pre)
+    return xt, pre, acts, acts @ p.W_out[l] + p.b_out[l]             # [T, m] -> [T, D]
+
+
+def unembed(x: np.ndarray, p: Params, eps: float) -> np.ndarray:
+    return layer_norm(x, p.lnf_w, p.lnf_b, eps) @ p.W_E.T            # [T, D] -> [T, V]
+
+
+def embed(ids: np.ndarray, p: Params) -> np.ndarray:
+    return p.W_E[ids] + p.W_pos[: ids.shape[0]]                       # [T, D]
+
+
+def logits(p: Params, cfg: GPT2Config, ids) -> np.ndarray:
+    """Plain forward pass, nothing recorded: [T, V]."""
+    ids = check_ids(ids, cfg)
+    x = embed(ids, p)
+    for l in range(cfg.n_layers):
+        x = x + attention(x, p, l, cfg.layer_norm_eps)[-1]
+        x = x + mlp(x, p, l, cfg.layer_norm_eps)[-1]
+    return unembed(x, p, cfg.layer_norm_eps)
+
+
+def run(p: Params, cfg: GPT2Config, ids) -> Trace:
+    """Forward pass that records every pattern, message, attention, activation and residual."""
+    ids = check_ids(ids, cfg)
+    L, H, D, m, T = cfg.n_layers, cfg.n_heads, cfg.d_model, cfg.d_mlp, ids.shape[0]
+    eps = cfg.layer_norm_eps
+    inv_sqrt = np.float32(1.0 / np.sqrt(cfg.d_head))
+    f32 = np.float32
+    resid_pre = np.empty((L + 1, T, D), f32)
+    resid_mid, ln1, attn_out, ln2, mlp_out = (np.empty((L, T, D), f32) for _ in range(5))
+    attn = np.empty((L, H, T, T), f32)
+    patterns, messages = np.empty((L, H, T, D), f32), np.empty((L, H, T, D), f32)
+    pattern_bias = np.empty((L, H, T), f32)
+    mlp_pre, mlp_acts = np.empty((L, T, m), f32), np.empty((L, T, m), f32)
+
+    x = embed(ids, p)
+    for l in range(L):
+        resid_pre[l] = x
+        ln1[l], _, k, v, attn[l], attn_out[l] = attention(x, p, l, eps)
+        np.matmul(k, p.W_Q[l].transpose(0, 2, 1), out=patterns[l])   # [H, T, e] @ [H, e, D] -> [H, T, D]
+        patterns[l] *= inv_sqrt
+        pattern_bias[l] = np.einsum("hte,he->ht", k, p.b_Q[l]) * inv_sqrt
+        np.matmul(v, p.W_O[l], out=messages[l])                         # [H, T, e] @ [H, e, D] -> [H, T, D]
+        x = x + attn_out[l]
+        resid_mid[l] = x
+        ln2[l], mlp_pre[l], mlp_acts[l], mlp_out[l] = mlp(x, p, l, eps)
+        x = x + mlp_out[l]
+    resid_pre[L] = x
+    return Trace(params=p, ids=ids, resid_pre=resid_pre, resid_mid=resid_mid, ln1=ln1, attn=attn,
+                 patterns=patterns, pattern_bias=pattern_bias, messages=messages, attn_out=attn_out,
+                 ln2=ln2, mlp_pre=mlp_pre, mlp_acts=mlp_acts, mlp_out=mlp_out,
+                 logits=unembed(x, p, eps))

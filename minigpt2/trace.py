@@ -1,0 +1,112 @@
+"""Trace: the one record of a run, and decompose(): a residual as the exact sum of its parts."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .weights import Params
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Everything a forward pass computed. L layers, H heads, T tokens, D d_model, m d_mlp, V vocab."""
+    params: Params             # the weights it ran with (a reference, not a copy)
+    ids: np.ndarray            # [T]           token ids
+    resid_pre: np.ndarray      # [L+1, T, D]   input of each block; resid_pre[L] is the final residual, before ln_f
+    resid_mid: np.ndarray      # [L, T, D]     resid_pre[l] + attn_out[l]: the MLP's input
+    ln1: np.ndarray            # [L, T, D]     x~ = LN1_l(resid_pre[l]): what every head reads
+    attn: np.ndarray           # [L, H, T, T]  attention probabilities, query x key (0 above the diagonal)
+    patterns: np.ndarray       # [L, H, T, D]  p_k = (x~_k W_K + b_K) W_Q^T / sqrt(e): the pattern token k leaves behind
+    pattern_bias: np.ndarray   # [L, H, T]     c_k = b_Q . (x~_k W_K + b_K) / sqrt(e); score[q, k] = x~_q . p_k + c_k
+    messages: np.ndarray       # [L, H, T, D]  m_k = (x~_k W_V + b_V) W_O: the message token k leaves behind
+    attn_out: np.ndarray       # [L, T, D]     sum_h sum_k attn[l, h, :, k] m_k + b_O[l]
+    ln2: np.ndarray            # [L, T, D]     LN2_l(resid_mid[l]): what the neurons read
+    mlp_pre: np.ndarray        # [L, T, m]     neuron pre-activations
+    mlp_acts: np.ndarray       # [L, T, m]     neuron activations, gelu_new(mlp_pre)
+    mlp_out: np.ndarray        # [L, T, D]     mlp_acts @ W_out + b_out
+    logits: np.ndarray         # [T, V]        LN_f(resid_pre[L]) @ W_E^T
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.ids.shape[0])
+
+    def decompose(self, layer: int, pos: int) -> "Decomposition":
+        """resid_pre[layer, pos] as rows that sum to it exactly (up to float32 rounding).
+
+        Rows: token embedding, position embedding, then for each earlier layer:
+        one per (head, source token <= pos) = attn x message, b_O, one per neuron
+        = activation x W_out row, b_out. Per-neuron rows are built here, for this
+        position only (they would be 113 MB per token for GPT-2 small).
+        """
+        L, H = self.attn.shape[0], self.attn.shape[1]
+        T = self.n_tokens
+        if not 0 <= layer <= L:
+            raise IndexError(f"layer must be in 0..{L} (L = final residual), got {layer}")
+        if not -T <= pos < T:
+            raise IndexError(f"position must be in 0..{T - 1}, got {pos}")
+        pos = pos % T
+        p = self.params
+        S = pos + 1
+        m = p.W_out.shape[1]
+        kinds, layers, heads, sources, neurons, weights, vectors = [], [], [], [], [], [], []
+
+        def add(kind, n, layer_=-1, head=None, source=None, neuron=None, weight=None, vecs=None):
+            kinds.append(np.full(n, kind))
+            layers.append(np.full(n, layer_))
+            heads.append(np.full(n, -1) if head is None else head)
+            sources.append(np.full(n, pos) if source is None else source)
+            neurons.append(np.full(n, -1) if neuron is None else neuron)
+            weights.append(np.ones(n, np.float32) if weight is None else weight)
+            vectors.append(vecs)
+
+        add("tok_embed", 1, vecs=p.W_E[self.ids[pos]][None])
+        add("pos_embed", 1, vecs=p.W_pos[pos][None])
+        for l in range(layer):
+            a = self.attn[l, :, pos, :S]                                   # [H, S]
+            add("message", H * S, l, head=np.repeat(np.arange(H), S), source=np.tile(np.arange(S), H),
+                weight=a.reshape(-1), vecs=(a[:, :, None] * self.messages[l, :, :S]).reshape(H * S, -1))
+            add("b_O", 1, l, vecs=p.b_O[l][None])
+            acts = self.mlp_acts[l, pos]                                   # [m]
+            add("neuron", m, l, neuron=np.arange(m), weight=acts, vecs=acts[:, None] * p.W_out[l])
+            add("b_out", 1, l, vecs=p.b_out[l][None])
+        cat = np.concatenate
+        return Decomposition(layer=layer, pos=pos, kind=cat(kinds), layer_of=cat(layers), head=cat(heads),
+                             source=cat(sources), neuron=cat(neurons), weight=cat(weights).astype(np.float32),
+                             vectors=cat(vectors).astype(np.float32, copy=False),
+                             target=self.resid_pre[layer, pos])
+
+
+@dataclass(frozen=True)
+class Decomposition:
+    """Rows whose vectors sum to resid_pre[layer, pos]. n = number of rows."""
+    layer: int
+    pos: int
+    kind: np.ndarray      # [n] "tok_embed" | "pos_embed" | "message" | "b_O" | "neuron" | "b_out"
+    layer_of: np.ndarray  # [n] layer of the contribution (-1 for embeddings)
+    head: np.ndarray      # [n] head, for messages (else -1)
+    source: np.ndarray    # [n] source token, for messages (else pos)
+    neuron: np.ndarray    # [n] neuron index, for neurons (else -1)
+    weight: np.ndarray    # [n] attention (messages), activation (neurons), 1 otherwise
+    vectors: np.ndarray   # [n, D] the contributions, weight already applied
+    target: np.ndarray    # [D] resid_pre[layer, pos] as the forward pass computed it
+
+    def __len__(self) -> int:
+        return int(self.kind.shape[0])
+
+    @property
+    def labels(self) -> list[str]:
+        out = []
+        for k, l, h, s, n in zip(self.kind, self.layer_of, self.head, self.source, self.neuron):
+            out.append({"tok_embed": "token embedding", "pos_embed": "position embedding",
+                        "message": f"L{l} H{h} message from {s}", "b_O": f"L{l} b_O",
+                        "neuron": f"L{l} N{n}", "b_out": f"L{l} b_out"}[str(k)])
+        return out
+
+    def total(self) -> np.ndarray:
+        """The rows summed in float64: [D]."""
+        return self.vectors.sum(axis=0, dtype=np.float64)
+
+    def max_abs_error(self) -> float:
+        """max |sum of rows - resid_pre[layer, pos]|: the proof that the decomposition is complete."""
+        return float(np.abs(self.total() - self.target).max())

