@@ -1,0 +1,140 @@
+"""The only formatting code: tables to a self-contained HTML page (no CDN, works offline) and CSV files,
+written atomically so a failed run leaves no half-written report."""
+from __future__ import annotations
+
+import html
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .tables import Table, display
+
+GREEN = (87, 187, 138)
+RED = (230, 124, 115)
+WHITE = (255, 255, 255)
+
+
+def heat_colour(v) -> str:
+    """0 white, 0.5 green, 1.0 and above red (linear in between); negatives white, as in the essay."""
+    if v is None:
+        return ""
+    x = max(0.0, float(v))
+    if x <= 0.5:
+        a, b, f = WHITE, GREEN, x / 0.5
+    else:
+        a, b, f = GREEN, RED, min(1.0, (x - 0.5) / 0.5)
+    r, g, bl = (round(a[i] + (b[i] - a[i]) * f) for i in range(3))
+    return f"background:rgb({r},{g},{bl})"
+
+
+def esc(v) -> str:
+    return html.escape(str(v), quote=True)
+
+
+def _cell(table: Table, col: str, v) -> str:
+    style = heat_colour(v) if col in table.heat and v is not None else ""
+    text = display(v, table.zeros_as_dashes)
+    cls = ' class="num"' if isinstance(v, (int, float)) and not isinstance(v, bool) else ""
+    return f'<td{cls} style="{style}">{esc(text)}</td>' if style else f"<td{cls}>{esc(text)}</td>"
+
+
+def _flat_html(table: Table) -> str:
+    rows = table.rows if table.html_limit is None else table.rows[: table.html_limit]
+    head = "".join(f"<th>{esc(c)}</th>" for c in table.columns)
+    body = "\n".join("<tr>" + "".join(_cell(table, c, v) for c, v in zip(table.columns, r)) + "</tr>" for r in rows)
+    more = ""
+    if len(rows) < len(table.rows):
+        more = (f'<p class="more">Showing the first {len(rows)} of {len(table.rows)} rows; '
+                f'{len(table.rows) - len(rows)} more are in {esc(table.name)}.csv.</p>')
+    return f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>{more}"
+
+
+def _pivot_html(table: Table) -> str:
+    """Rows keyed by the pivot's key columns, one column per value of its column key (the essay's sheet layout)."""
+    keys, col_key, value = table.pivot
+    ki = [table.columns.index(k) for k in keys]
+    ci, vi, ti = table.columns.index(col_key), table.columns.index(value), table.columns.index("token")
+    grid, cols = {}, {}
+    for r in table.rows:
+        grid.setdefault(tuple(r[i] for i in ki), {})[r[ci]] = r[vi]
+        cols[r[ci]] = r[ti]
+    head = "".join(f"<th>{esc(k)}</th>" for k in keys) + "".join(f"<th>{esc(t)}</th>" for t in cols.values())
+    body = []
+    for key, cells in grid.items():
+        tds = "".join(f'<td class="num">{esc(k)}</td>' for k in key)
+        for c in cols:
+            v = cells.get(c, "")
+            cls = ' class="hb"' if v == "(high bias)" else ' class="words"'
+            tds += f"<td{cls}>{esc(v)}</td>"
+        body.append(f"<tr>{tds}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(body) + "\n</tbody></table>"
+
+
+def table_html(table: Table) -> str:
+    inner = _pivot_html(table) if table.pivot else _flat_html(table)
+    return f'<div class="mg2"><h2>{esc(table.title)}</h2><p class="note">{esc(table.note)}</p>{inner}</div>'
+
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#222;background:#fafafa}
+header{padding:14px 20px;background:#1f3b57;color:#fff}header h1{margin:0;font-size:20px}
+header p{margin:4px 0 0;font-size:13px;opacity:.9}
+.tabs{display:flex;flex-wrap:wrap;padding:0 12px;background:#e8edf2;border-bottom:1px solid #c9d3dd}
+.tabs>input{display:none}.tabs>label{padding:9px 14px;cursor:pointer;font-size:14px;border-bottom:3px solid transparent}
+.tabs>input:checked+label{border-bottom-color:#1f3b57;font-weight:600;background:#fff}
+.panel{display:none;width:100%;padding:12px 8px;background:#fff;order:99;overflow-x:auto}
+.tabs>input:checked+label+.panel{display:block}
+.mg2 h2{font-size:17px;margin:4px 0}.note{font-size:13px;color:#555;max-width:1100px}
+table{border-collapse:collapse;font-size:12px}th,td{border:1px solid #d8dde3;padding:3px 6px;vertical-align:top}
+th{background:#f0f3f6;position:sticky;top:0;white-space:pre}td.num{text-align:right;font-variant-numeric:tabular-nums}
+td{white-space:pre-wrap;max-width:420px}td.hb{color:#999;font-style:italic}
+.more{font-size:12px;color:#555}.summary td{font-size:13px}
+"""
+
+
+# index.html#stream opens the stream tab (the tabs themselves are pure CSS and work without script)
+PICK_TAB = ("<script>var t=document.getElementById(decodeURIComponent(location.hash.slice(1)));"
+            "if(t&&t.type==='radio')t.checked=true;</script>")
+
+
+def page_html(title: str, subtitle: str, tables: list[Table]) -> str:
+    parts = []
+    for i, t in enumerate(tables):
+        checked = " checked" if i == 0 else ""
+        parts.append(f'<input type="radio" name="tab" id="{esc(t.name)}"{checked}><label for="{esc(t.name)}">{esc(t.title)}</label>'
+                     f'<div class="panel">{table_html(t)}</div>')
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
+            f"<style>{CSS}</style></head><body><header><h1>{esc(title)}</h1><p>{esc(subtitle)}</p></header>"
+            f'<div class="tabs">{"".join(parts)}</div>{PICK_TAB}</body></html>\n')
+
+
+def write_report(out: str | Path, title: str, subtitle: str, tables: list[Table]) -> Path:
+    """Write index.html and one CSV per table into out, atomically: into a temporary sibling directory
+    first, then swapped in. On any failure the previous report (if any) is left as it was."""
+    out = Path(out).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} exists and is not a directory")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    moved = False
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)   # mkdtemp makes it private; a report is an ordinary directory
+        for t in tables:
+            t.to_csv(tmp / f"{t.name}.csv")
+        (tmp / "index.html").write_text(page_html(title, subtitle, tables), encoding="utf-8")
+        if out.exists():
+            os.replace(out, old / "report")
+            moved = True
+        os.replace(tmp, out)
+    except BaseException:
+        if moved and not out.exists():
+            os.replace(old / "report", out)    # put the previous report back
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
+    return out

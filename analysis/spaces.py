@@ -1,0 +1,88 @@
+"""Vocabulary spaces: the vocabulary as the model sees it at the point where a vector is used.
+
+| vector kind                        | how the model uses it              | compared with        |
+|------------------------------------|------------------------------------|----------------------|
+| pattern p_k at layer l             | dotted with LN1_l(resid)           | LN1_l(W_E)           |
+| FFN input neuron W_in[l][:, n]     | dotted with LN2_l(resid_mid)       | LN2_l(W_E)           |
+| message, W_out[l][n], contribution | added to the residual, read via ln_f | lnf_w * W_E        |
+| residual stream (logit lens)       | the whole vector, through ln_f     | logits (ranked)      |
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from minigpt2.layers import normalize
+from minigpt2.weights import Params
+
+
+@dataclass(frozen=True)
+class Vocab:
+    """What the analysis knows of the vocabulary: per-token text, the word filter and the token bias."""
+    strings: list[str]       # [V] each token decoded alone
+    words: np.ndarray        # [n_words] ids kept by the word filter (ascending)
+    bias: np.ndarray         # [V] b_U = ln_f.bias . W_E[v], the token's inherent logit bias
+    bias_z: np.ndarray       # [V] the bias in standard deviations from its vocabulary mean
+
+    @property
+    def n_dropped(self) -> int:
+        return len(self.strings) - len(self.words)
+
+
+def token_bias(p: Params) -> np.ndarray:
+    """b_U[v] = ln_f.bias . W_E[v]: the logit every context gives token v before any evidence. [V]"""
+    return p.W_E @ p.lnf_b                                            # [V, D] @ [D] -> [V]
+
+
+def standardize(b: np.ndarray) -> np.ndarray:
+    return ((b - b.mean()) / (b.std() + np.float32(1e-12))).astype(np.float32)
+
+
+def word_ids(tokenizer, d_vocab: int) -> np.ndarray:
+    """Ids of whole-word tokens: the BPE-fragment filter.
+
+    A token is kept when (1) it decodes alone to valid, non-blank text (no U+FFFD from a cut
+    multi-byte character), (2) encoding that text gives back exactly this one token, and (3) it is
+    a whole word: it starts with a space (GPT-2 marks word starts so), or the same text with a
+    leading space is also one token ("home" / " home"), or it is a special token (<|endoftext|>).
+    Byte fragments fail (1) or (2); word pieces such as "alysis" fail (3).
+    """
+    strings = tokenizer.vocab_strings()
+    encoded = tokenizer._tok.encode_batch(strings, add_special_tokens=False)
+    vocab = {s: i for i, s in enumerate(strings)}
+    special = {i for i in range(d_vocab) if strings[i].startswith("<|") and strings[i].endswith("|>")}
+    keep = []
+    for i, (s, e) in enumerate(zip(strings, encoded)):
+        if i in special:
+            keep.append(i)
+            continue
+        if not s.strip() or "\ufffd" in s or e.ids != [i]:
+            continue
+        if s.startswith(" ") or (" " + s) in vocab:
+            keep.append(i)
+    return np.asarray(keep, dtype=np.int64)
+
+
+def build_vocab(model) -> Vocab:
+    b = token_bias(model.params)
+    return Vocab(strings=model.tokenizer.vocab_strings(), words=word_ids(model.tokenizer, model.cfg.d_vocab),
+                 bias=b, bias_z=standardize(b))
+
+
+def ln1_space(p: Params, layer: int, eps: float, rows=slice(None)) -> np.ndarray:
+    """LN1_l(W_E): the vocabulary as head inputs at layer l see it. [V, D]"""
+    return normalize(p.W_E[rows], eps) * p.ln1_w[layer] + p.ln1_b[layer]
+
+
+def ln2_space(p: Params, layer: int, eps: float, rows=slice(None)) -> np.ndarray:
+    """LN2_l(W_E): the vocabulary as the neurons of layer l see it. [V, D]"""
+    return normalize(p.W_E[rows], eps) * p.ln2_w[layer] + p.ln2_b[layer]
+
+
+def unembed_space(p: Params, rows=slice(None)) -> np.ndarray:
+    """lnf_w * W_E: a vector x added to the residual moves logit v by (x - mean x) . (lnf_w * W_E[v]) / std. [V, D]
+
+    (The centring is a projection that W_E rows barely feel; the 1/std is one positive scalar per position.)
+    """
+    return p.W_E[rows] * p.lnf_w

@@ -1,0 +1,295 @@
+"""One function per table of the essay. Each returns a Table: plain rows a notebook or a CSV can take.
+
+Inputs are the Trace and the precomputed matches; nothing here formats HTML (report.py does).
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+
+import numpy as np
+
+from minigpt2.layers import layer_norm_stats
+
+from .cache import NeuronMeanings
+from .knn import VocabIndex, select_topk
+from .matches import Matches, join_words
+from .spaces import Vocab, ln1_space, unembed_space
+
+
+@dataclass
+class Table:
+    name: str                 # file stem: patterns -> patterns.csv
+    title: str
+    columns: list[str]
+    rows: list[list]
+    note: str = ""
+    heat: tuple[str, ...] = ()          # columns shown as a heat map (0 white, 0.5 green, >=1 red)
+    html_limit: int | None = None       # the HTML shows the first rows only, and counts the rest
+    pivot: tuple | None = None          # HTML layout: (row key columns, column key, value column)
+    zeros_as_dashes: bool = False       # exact 0.0 displays as "--" (as in the essay)
+
+    def column(self, name: str) -> list:
+        i = self.columns.index(name)
+        return [r[i] for r in self.rows]
+
+    def to_csv(self, path) -> None:
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(self.columns)
+            for r in self.rows:
+                w.writerow([display(v, self.zeros_as_dashes) for v in r])
+
+    def _repr_html_(self) -> str:
+        from .report import table_html
+
+        return table_html(self)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def display(v, zeros_as_dashes: bool = False):
+    if v is None:
+        return ""
+    if isinstance(v, (float, np.floating)):
+        if zeros_as_dashes and v == 0.0:
+            return "--"
+        return f"{float(v):.4g}"
+    return v
+
+
+@dataclass
+class Context:
+    """One prompt's run, as the tables need it."""
+    model: object
+    trace: object
+    vocab: Vocab
+    tokens: list[str]          # [T] each token of the prompt decoded alone
+    k: int = 10
+    metric: str = "cosine"
+    bias_threshold: float = 2.0
+
+    def matches(self, ids, scores) -> Matches:
+        return Matches.make(ids, scores, self.vocab, self.bias_threshold)
+
+    def token_columns(self) -> list[str]:
+        return [f"{t}:{s}" for t, s in enumerate(self.tokens)]
+
+
+# -- head vectors -------------------------------------------------------------------------------
+
+def pattern_matches(ctx: Context) -> Matches:
+    """Top words of every pattern p[l, h, t] against LN1_l(W_E). Rows ordered (l, h, t)."""
+    p, cfg, tr = ctx.model.params, ctx.model.cfg, ctx.trace
+    L, H, T, D = tr.patterns.shape
+    ids, scores = np.empty((L, H * T, ctx.k), np.int64), np.empty((L, H * T, ctx.k), np.float32)
+    for l in range(L):
+        index = VocabIndex(ln1_space(p, l, cfg.layer_norm_eps, ctx.vocab.words), ctx.metric, ids=ctx.vocab.words)
+        ids[l], scores[l] = index.search(tr.patterns[l].reshape(H * T, D), ctx.k)
+    return ctx.matches(ids.reshape(-1, ctx.k), scores.reshape(-1, ctx.k))
+
+
+def message_matches(ctx: Context) -> Matches:
+    """Top words of every message m[l, h, t] against lnf_w * W_E. Rows ordered (l, h, t)."""
+    tr = ctx.trace
+    D = tr.messages.shape[-1]
+    index = VocabIndex(unembed_space(ctx.model.params, ctx.vocab.words), ctx.metric, ids=ctx.vocab.words)
+    return ctx.matches(*index.search(tr.messages.reshape(-1, D), ctx.k))
+
+
+def _head_table(ctx: Context, m: Matches, name: str, title: str, note: str) -> Table:
+    L, H, T = ctx.trace.attn.shape[:3]
+    rows, i = [], 0
+    for l in range(L):
+        for h in range(H):
+            for t in range(T):
+                rows.append([l, h, t, ctx.tokens[t], m.cell(i, ctx.vocab), round(float(m.bias_z[i]), 3),
+                             join_words(m.words(i, ctx.vocab))])
+                i += 1
+    return Table(name, title, ["layer", "head", "pos", "token", "words", "bias_z", "matches"], rows, note,
+                 pivot=(("layer", "head"), "pos", "words"))
+
+
+def patterns_table(ctx: Context, pm: Matches) -> Table:
+    return _head_table(ctx, pm, "patterns", "Patterns",
+                       "The pattern each token leaves behind at each head, compared with LN1 of that layer "
+                       "applied to the vocabulary. Later tokens attend to it when they resemble these words.")
+
+
+def messages_table(ctx: Context, mm: Matches) -> Table:
+    return _head_table(ctx, mm, "messages", "Messages",
+                       "The message each token leaves behind at each head (W_V W_O), compared with the "
+                       "vocabulary as the final LayerNorm reads it (ln_f gain x W_E).")
+
+
+def attended_table(ctx: Context, pm: Matches, mm: Matches) -> Table:
+    """Per head and source token: its pattern words, its message words, and the attention each query gave it."""
+    tr = ctx.trace
+    L, H, T = tr.attn.shape[:3]
+    rows = []
+    for l in range(L):
+        for h in range(H):
+            for s in range(T):
+                i = (l * H + h) * T + s
+                attn = [float(tr.attn[l, h, t, s]) if t >= s else None for t in range(T)]
+                rows.append([l, h, s, ctx.tokens[s], pm.cell(i, ctx.vocab), mm.cell(i, ctx.vocab)] + attn)
+    return Table("attended", "Attended messages",
+                 ["layer", "head", "source", "token", "pattern", "message"] + ctx.token_columns(), rows,
+                 "Each row is a context token at one head. The columns on the right are the attention each "
+                 "query token gave it: which patterns were matched, which messages were picked up.",
+                 heat=tuple(ctx.token_columns()))
+
+
+# -- neurons ------------------------------------------------------------------------------------
+
+def _neuron_cells(ctx: Context, nm: NeuronMeanings):
+    L, m, k = nm.in_ids.shape
+    return (ctx.matches(nm.in_ids.reshape(-1, k), nm.in_scores.reshape(-1, k)),
+            ctx.matches(nm.out_ids.reshape(-1, k), nm.out_scores.reshape(-1, k)))
+
+
+def neurons_table(ctx: Context, nm: NeuronMeanings) -> Table:
+    """Every neuron: static input/output words, and this prompt's activation at each token.
+
+    Sorted by effect = max over tokens of |activation| x ||W_out row||, largest first.
+    """
+    acts = ctx.trace.mlp_acts                                             # [L, T, m]
+    L, T, m = acts.shape
+    out_norm = np.linalg.norm(ctx.model.params.W_out, axis=2)             # [L, m]
+    effect = np.abs(acts).max(axis=1) * out_norm                          # [L, m]
+    inm, outm = _neuron_cells(ctx, nm)
+    rows = []
+    for flat in np.argsort(-effect.reshape(-1), kind="stable"):
+        l, n = divmod(int(flat), m)
+        rows.append([l, n, inm.cell(flat, ctx.vocab), outm.cell(flat, ctx.vocab), float(effect[l, n])]
+                    + [float(a) for a in acts[l, :, n]])
+    return Table("neurons", "FFN neurons",
+                 ["layer", "neuron", "input words", "output words", "effect"] + ctx.token_columns(), rows,
+                 "Input words: what the neuron looks for (W_in column vs LN2 of the vocabulary). Output words: "
+                 "what it writes (W_out row vs ln_f gain x W_E). These never change with the prompt. "
+                 "Activations per token; exact zeros show as --. Sorted by effect = max |activation| x ||W_out||.",
+                 heat=tuple(ctx.token_columns()), html_limit=150, zeros_as_dashes=True)
+
+
+def bos_neurons_table(ctx: Context, nm: NeuronMeanings, limit: int = 40) -> Table:
+    """Neurons that fire strongly at position 0 and weakly everywhere else (like the essay's 2-666)."""
+    acts = ctx.trace.mlp_acts                                             # [L, T, m]
+    L, T, m = acts.shape
+    first = acts[:, 0, :]                                                 # [L, m]
+    rest = np.abs(acts[:, 1:, :]).max(axis=1) if T > 1 else np.zeros_like(first)
+    chosen = np.argwhere((first > 0) & (rest <= 0.25 * first))
+    chosen = sorted(chosen.tolist(), key=lambda ln: -first[ln[0], ln[1]])[:limit]
+    inm, outm = _neuron_cells(ctx, nm)
+    rows = [[l, n, float(first[l, n]), float(rest[l, n]), outm.cell(l * m + n, ctx.vocab),
+             inm.cell(l * m + n, ctx.vocab)] + [float(a) for a in acts[l, :, n]] for l, n in chosen]
+    return Table("bos_neurons", "BOS neurons",
+                 ["layer", "neuron", "activation at 0", "max |activation| elsewhere", "output words",
+                  "input words"] + ctx.token_columns(), rows,
+                 f"Neurons whose activation at position 0 ({ctx.tokens[0]!r}) is positive and at least 4x their "
+                 "largest activation anywhere else, strongest first. Position 0 sees no context, so these "
+                 "contributions are the same for every prompt that starts with this token.",
+                 heat=tuple(ctx.token_columns()), zeros_as_dashes=True)
+
+
+# -- residual stream ----------------------------------------------------------------------------
+
+def logit_lens_top(ctx: Context, k: int) -> np.ndarray:
+    """Top-k token ids of ln_f(resid_pre[l]) @ W_E^T for every layer and token: [L+1, T, k]."""
+    p, tr = ctx.model.params, ctx.trace
+    L1, T, _ = tr.resid_pre.shape
+    out = np.empty((L1, T, k), np.int64)
+    from minigpt2.forward import unembed
+    for l in range(L1):
+        logits = tr.logits if l == L1 - 1 else unembed(tr.resid_pre[l], p, ctx.model.cfg.layer_norm_eps)
+        out[l] = select_topk(logits, k)[0]
+    return out
+
+
+def evolution_tables(ctx: Context) -> tuple[Table, Table]:
+    top = logit_lens_top(ctx, 10)                                         # [L+1, T, 10]
+    L = top.shape[0] - 1
+    names = [f"layer {l}" for l in range(L)] + ["predicted"]
+    s = ctx.vocab.strings
+    one = [[names[l]] + [s[top[l, t, 0]] for t in range(top.shape[1])] for l in range(L + 1)]
+    ten = [[names[l]] + [join_words([s[i] for i in top[l, t]]) for t in range(top.shape[1])] for l in range(L + 1)]
+    cols = ["residual"] + ctx.token_columns()
+    note = ("The logit lens: each row is the residual stream entering that layer, put through the final "
+            "LayerNorm and compared with every token by logit. 'predicted' is the model's output.")
+    return (Table("evolution", "Token evolution", cols, one, note),
+            Table("evolution_top10", "Token evolution (top 10)", cols, ten, note))
+
+
+def predictions_table(ctx: Context) -> Table:
+    ids, logits = ctx.trace.ids, ctx.trace.logits
+    pred = np.argmax(logits, axis=-1)
+    s = ctx.vocab.strings
+    rows = []
+    for t in range(len(ids)):
+        actual = s[ids[t + 1]] if t + 1 < len(ids) else None
+        correct = None if actual is None else bool(pred[t] == ids[t + 1])
+        rows.append([t, "".join(ctx.tokens[: t + 1]), s[pred[t]], actual, correct])
+    n_ok, n = prediction_score(ctx.trace)
+    return Table("predictions", "Predictions", ["pos", "prefix", "predicted", "actual next", "correct"], rows,
+                 f"Greedy next-token prediction after each prefix. It predicts {n_ok} out of {n} tokens correctly.")
+
+
+def prediction_score(trace) -> tuple[int, int]:
+    """(correct, total) greedy next-token predictions over the prompt: the essay's "3 out of 7"."""
+    ids = trace.ids
+    return int((np.argmax(trace.logits[:-1], axis=-1) == ids[1:]).sum()), len(ids) - 1
+
+
+def stream_table(ctx: Context, mm: Matches, nm: NeuronMeanings, pos: int) -> tuple[Table, float]:
+    """Every contribution to the final residual at pos, with its direct effect on the predicted token's logit.
+
+    Direct effect of contribution c: ((c - mean c) / std) . (lnf_w * W_E[pred]), with std the ln_f scale of
+    the whole residual at pos. These effects plus b_U[pred] sum exactly to the predicted logit.
+    Returns the table and max |sum of rows - resid_pre| (the decomposition error).
+    """
+    tr, p, cfg = ctx.trace, ctx.model.params, ctx.model.cfg
+    L, H, T = tr.attn.shape[:3]
+    m = cfg.d_mlp
+    pos = pos % T
+    d = tr.decompose(L, pos)
+    error = d.max_abs_error()
+    pred = int(np.argmax(tr.logits[pos]))
+    _, inv_std = layer_norm_stats(tr.resid_pre[L, pos], cfg.layer_norm_eps)
+    direction = p.lnf_w * p.W_E[pred]                                     # [D]
+    centred = d.vectors - d.vectors.mean(axis=1, keepdims=True)
+    effect = (centred @ direction) * inv_std[0]                           # [n]
+    norms = np.linalg.norm(d.vectors, axis=1)
+    # words: messages reuse the message matches (attention >= 0 keeps the direction), neurons the cached
+    # output meanings (negative activations read the bottom words), the rest are searched here.
+    other = np.flatnonzero(~np.isin(d.kind, ("message", "neuron")))
+    index = VocabIndex(unembed_space(p, ctx.vocab.words), ctx.metric, ids=ctx.vocab.words)
+    om = ctx.matches(*index.search(d.vectors[other], ctx.k))
+    other_cell = {int(i): om.cell(j, ctx.vocab) for j, i in enumerate(other)}
+    k = ctx.k
+    pos_m = ctx.matches(nm.out_ids.reshape(-1, k), nm.out_scores.reshape(-1, k))
+    neg_m = ctx.matches(nm.neg_ids.reshape(-1, k), nm.neg_scores.reshape(-1, k))
+    labels = d.labels
+    rows = []
+    for i in range(len(d)):
+        kind, l, w = str(d.kind[i]), int(d.layer_of[i]), float(d.weight[i])
+        if kind == "message":
+            words = mm.cell((l * H + int(d.head[i])) * T + int(d.source[i]), ctx.vocab)
+        elif kind == "neuron":
+            flat = l * m + int(d.neuron[i])
+            words = "--" if w == 0 else (pos_m if w > 0 else neg_m).cell(flat, ctx.vocab)
+        else:
+            words = other_cell[i]
+        src = int(d.source[i])
+        rows.append([labels[i], kind, l if l >= 0 else None, int(d.head[i]) if kind == "message" else None,
+                     src if kind == "message" else None, ctx.tokens[src] if kind == "message" else None,
+                     int(d.neuron[i]) if kind == "neuron" else None, w, float(norms[i]), float(effect[i]), words])
+    rows.sort(key=lambda r: -abs(r[9]))
+    b_U = float(p.lnf_b @ p.W_E[pred])
+    note = (f"Every contribution to the residual at position {pos} ({ctx.tokens[pos]!r}) after the last layer: "
+            f"{len(d)} rows that sum to it with max error {error:.2e}. Direct effect is each row's share of the "
+            f"logit of the predicted token {ctx.vocab.strings[pred]!r} (the shares plus its bias b_U = {b_U:.3f} "
+            f"sum to the logit {float(tr.logits[pos, pred]):.3f}). Sorted by |direct effect|.")
+    table = Table("stream", "Residual stream",
+                  ["component", "kind", "layer", "head", "source", "source token", "neuron", "weight", "norm",
+                   "direct effect", "words"], rows, note, html_limit=200)
+    return table, error

@@ -1,0 +1,332 @@
+"""The vocabulary analysis on a tiny checkpoint with the real GPT-2 tokenizer.
+
+Expected values are computed here independently (float64, brute-force sorts, straight from the
+weights), never by calling the code under test twice.
+"""
+import csv
+import os
+
+import numpy as np
+import pytest
+
+import minigpt2
+from analysis import analyze
+from analysis.matches import HIGH_BIAS
+from analysis.spaces import word_ids
+
+PROMPT = "The baseball player hit a home run"
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory, gpt2_bpe_files):
+    from minigpt2.checkpoint import make_checkpoint
+    from minigpt2.config import KNOWN_CONFIGS
+
+    return make_checkpoint(KNOWN_CONFIGS["tiny"], tmp_path_factory.mktemp("tiny"), seed=3)
+
+
+@pytest.fixture(scope="session")
+def model(tiny_dir):
+    return minigpt2.load(tiny_dir)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    old = os.environ.get("MINIGPT2_CACHE")
+    os.environ["MINIGPT2_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("MINIGPT2_CACHE", None)
+    else:
+        os.environ["MINIGPT2_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def report(model):
+    return analyze(model, PROMPT, k=5, progress=False)
+
+
+@pytest.fixture(scope="session")
+def words(model):
+    return word_ids(model.tokenizer, model.cfg.d_vocab)
+
+
+def ln64(x, w, b, eps=1e-5):
+    x = x.astype(np.float64)
+    mu = x.mean(-1, keepdims=True)
+    return (x - mu) / np.sqrt(((x - mu) ** 2).mean(-1, keepdims=True) + eps) * w + b
+
+
+def brute_words(model, vec, space, ids, k):
+    """Top-k vocabulary strings of vec by cosine against space rows (vocab ids `ids`), full sort."""
+    s = space / np.linalg.norm(space, axis=1, keepdims=True)
+    sims = s @ (vec.astype(np.float64) / np.linalg.norm(vec))
+    order = np.argsort(-sims, kind="stable")[:k]
+    return ",".join(model.tokenizer.decode([i]) for i in ids[order])
+
+
+def row(table, **where):
+    for r in table.rows:
+        if all(r[table.columns.index(c)] == v for c, v in where.items()):
+            return dict(zip(table.columns, r))
+    raise KeyError(where)
+
+
+# -- spaces and filters ----------------------------------------------------------------------------
+
+def test_a_vector_equal_to_ln1_of_a_token_finds_that_token_first(model, words):
+    from analysis.knn import VocabIndex
+    from analysis.spaces import ln1_space, ln2_space, unembed_space
+    p = model.params
+    t = 9283  # " baseball"
+    for l in range(model.cfg.n_layers):
+        index = VocabIndex(ln1_space(p, l, 1e-5, words), "cosine", ids=words)
+        assert index.search(ln64(p.W_E[t], p.ln1_w[l], p.ln1_b[l]), 3)[0][0, 0] == t
+        index = VocabIndex(ln2_space(p, l, 1e-5, words), "cosine", ids=words)
+        assert index.search(ln64(p.W_E[t], p.ln2_w[l], p.ln2_b[l]), 3)[0][0, 0] == t
+    index = VocabIndex(unembed_space(p, words), "cosine", ids=words)
+    assert index.search(p.W_E[t].astype(np.float64) * p.lnf_w, 1)[0][0, 0] == t
+
+
+def test_word_filter_on_real_gpt2_vocabulary(gpt2_tokenizer):
+    keep = set(word_ids(gpt2_tokenizer, 50257).tolist())
+    s = gpt2_tokenizer.vocab_strings()
+    for tok in [" home", "home", " baseball", "The", " SolidGoldMagikarp", "<|endoftext|>", " the", ","]:
+        assert gpt2_tokenizer._tok.token_to_id(tok.replace(" ", "Ġ")) in keep, tok
+    fragments = [i for i, x in enumerate(s) if "\ufffd" in x]
+    assert len(fragments) > 300 and not keep.intersection(fragments)            # byte fragments dropped
+    for piece in ["alysis", "aily", "ittal"]:                                    # word pieces dropped
+        assert gpt2_tokenizer._tok.token_to_id(piece) not in keep
+    assert 35_000 < len(keep) < 45_000
+
+
+def test_token_bias_and_high_bias_filter_on_real_vocabulary(gpt2_tokenizer):
+    """A synthetic model whose bias is known: " SolidGoldMagikarp" (43453) gets the most negative one."""
+    from analysis.matches import Matches
+    from analysis.spaces import Vocab, standardize, token_bias
+    from minigpt2.weights import Params
+    rng = np.random.default_rng(0)
+    D = 16
+    W_E = rng.standard_normal((50257, D)).astype(np.float32)
+    lnf_b = np.zeros(D, np.float32)
+    lnf_b[0] = 1.0
+    W_E[:, 0] = rng.uniform(-0.1, 0.1, 50257)       # bias = first coordinate, small for everyone ...
+    W_E[43453, 0] = -50.0                            # ... but hugely negative for SolidGoldMagikarp
+    W_E[[30898, 30212], 0] = -40.0                   # and two more rare tokens
+    W_E[[11, 13, 262], 0] = 30.0                     # and very positive for ",", "." and " the"
+    p = Params(**{f: None for f in Params.__dataclass_fields__} | {"W_E": W_E, "lnf_b": lnf_b})
+    b = token_bias(p)
+    np.testing.assert_allclose(b, W_E[:, 0], rtol=1e-6)
+    assert int(np.argmin(b)) == 43453 and set(np.argsort(-b)[:3]) == {11, 13, 262}
+    vocab = Vocab(gpt2_tokenizer.vocab_strings(), np.arange(50257), b, standardize(b))
+    m = Matches.make(np.array([[43453, 30898, 30212], [464, 1363, 1057], [11, 13, 262]]), np.ones((3, 3)), vocab, 2.0)
+    assert m.high_bias.tolist() == [True, False, True]
+    assert m.cell(0, vocab) == HIGH_BIAS and m.cell(1, vocab) == "The, home, run"
+    assert m.bias_z[0] < 0 < m.bias_z[2]
+
+
+# -- the tables ------------------------------------------------------------------------------------
+
+def test_every_table_is_filled(report):
+    assert set(report.tables) == {"patterns", "messages", "attended", "neurons", "bos_neurons", "evolution",
+                                  "evolution_top10", "predictions", "stream"}
+    L, H, T, m = 2, 4, 8, 256
+    assert len(report["patterns"]) == len(report["messages"]) == len(report["attended"]) == L * H * T
+    assert len(report["neurons"]) == L * m and len(report["evolution"]) == L + 1
+    assert len(report["predictions"]) == T
+    assert len(report["stream"]) == 2 + L * (H * T + 1 + m + 1)
+
+
+def test_patterns_and_messages_words_match_brute_force(model, report, words):
+    p, tr = model.params, model.run(model.encode(PROMPT))
+    for l, h, t in [(0, 0, 6), (1, 3, 2), (1, 1, 0)]:
+        space = ln64(p.W_E[words], p.ln1_w[l], p.ln1_b[l])
+        r = row(report["patterns"], layer=l, head=h, pos=t)
+        assert r["matches"] == brute_words(model, tr.patterns[l, h, t], space, words, 5)
+        assert r["token"] == model.tokenizer.decode([tr.ids[t]])
+        r = row(report["messages"], layer=l, head=h, pos=t)
+        assert r["matches"] == brute_words(model, tr.messages[l, h, t], p.W_E[words].astype(np.float64) * p.lnf_w,
+                                           words, 5)
+
+
+def test_attended_has_attention_by_query_and_blank_above_the_diagonal(model, report):
+    tr = model.run(model.encode(PROMPT))
+    r = row(report["attended"], layer=1, head=2, source=3)
+    cols = report["attended"].columns
+    for t in range(8):
+        v = r[cols[6 + t]]
+        assert v is None if t < 3 else v == pytest.approx(float(tr.attn[1, 2, t, 3]))
+    assert r["pattern"] == row(report["patterns"], layer=1, head=2, pos=3)["words"]
+
+
+def test_neurons_static_words_activations_and_order(model, report, words):
+    p, tr = model.params, model.run(model.encode(PROMPT))
+    table = report["neurons"]
+    effect = np.abs(tr.mlp_acts).max(axis=1) * np.linalg.norm(p.W_out, axis=2)
+    l, n = np.unravel_index(np.argmax(effect), effect.shape)
+    first = dict(zip(table.columns, table.rows[0]))
+    assert (first["layer"], first["neuron"]) == (l, n)
+    r = row(table, layer=1, neuron=17)
+    assert [r[c] for c in table.columns[5:]] == pytest.approx(tr.mlp_acts[1, :, 17].tolist())
+    in_space = ln64(p.W_E[words], p.ln2_w[1], p.ln2_b[1])
+    expect_in = brute_words(model, p.W_in[1][:, 17], in_space, words, 5)
+    assert r["input words"] in (expect_in, HIGH_BIAS)
+    expect_out = brute_words(model, p.W_out[1][17], p.W_E[words].astype(np.float64) * p.lnf_w, words, 5)
+    assert r["output words"] in (expect_out, HIGH_BIAS)
+
+
+def test_exact_zero_activations_show_as_dashes(report, tmp_path):
+    import dataclasses
+    t = report["neurons"]
+    t = dataclasses.replace(t, rows=[list(r) for r in t.rows])
+    t.rows[0][5] = 0.0   # an exact zero, as GELU gives for a very negative input
+    t.to_csv(tmp_path / "n.csv")
+    with open(tmp_path / "n.csv") as f:
+        assert list(csv.reader(f))[1][5] == "--"
+    assert ">--</td>" in t._repr_html_()
+
+
+def test_bos_neurons_fire_at_position_0_only(model, report):
+    tr = model.run(model.encode(PROMPT))
+    a = tr.mlp_acts
+    for r in report["bos_neurons"].rows:
+        l, n = r[0], r[1]
+        assert a[l, 0, n] > 0 and np.abs(a[l, 1:, n]).max() <= 0.25 * a[l, 0, n]
+    expected = {(l, n) for l in range(2) for n in range(256)
+                if a[l, 0, n] > 0 and np.abs(a[l, 1:, n]).max() <= 0.25 * a[l, 0, n]}
+    assert {(r[0], r[1]) for r in report["bos_neurons"].rows} == set(sorted(expected)[:40]) or \
+        len(report["bos_neurons"]) == 40
+
+
+def test_evolution_is_the_logit_lens(model, report):
+    p, tr = model.params, model.run(model.encode(PROMPT))
+    for l in range(3):
+        lens = ln64(tr.resid_pre[l], p.lnf_w, p.lnf_b) @ p.W_E.T.astype(np.float64)
+        row_ = report["evolution"].rows[l]
+        assert row_[0] == ("predicted" if l == 2 else f"layer {l}")
+        assert row_[1:] == [model.tokenizer.decode([i]) for i in lens.argmax(1)]
+        assert report["evolution_top10"].rows[l][3].split(",")[0] == row_[3]
+
+
+def test_predictions_count(model, report):
+    tr = model.run(model.encode(PROMPT))
+    pred = tr.logits.argmax(1)
+    assert report.correct == int((pred[:-1] == tr.ids[1:]).sum()) and report.total == 7
+    assert report["predictions"].rows[-1][3] is None
+    assert f"{report.correct} out of 7" in report["predictions"].note
+
+
+def test_stream_rows_sum_to_residual_and_effects_sum_to_logit(model, report):
+    tr = model.run(model.encode(PROMPT))
+    assert report.decomposition_error < 1e-4
+    d = tr.decompose(2, 7)
+    np.testing.assert_allclose(d.vectors.sum(0, dtype=np.float64), tr.resid_pre[2, 7], atol=1e-4)
+    s = report["stream"]
+    pred = int(tr.logits[7].argmax())
+    b_U = float(model.params.lnf_b @ model.params.W_E[pred])
+    assert sum(s.column("direct effect")) + b_U == pytest.approx(float(tr.logits[7, pred]), abs=1e-3)
+    eff = np.abs(s.column("direct effect"))
+    assert (np.diff(eff) <= 1e-12).all()
+    msg = [r for r in s.rows if r[1] == "message" and r[2] == 1 and r[3] == 0 and r[4] == 5][0]
+    assert msg[7] == pytest.approx(float(tr.attn[1, 0, 7, 5]))
+
+
+# -- report files -------------------------------------------------------------------------------
+
+def test_write_report_files_and_html_escaping(model, tmp_path):
+    text = "a <b> & 'q' \"r\""
+    rep = analyze(model, text, k=3, progress=False)
+    out = rep.write(tmp_path / "rep")
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(["index.html"] + [f"{n}.csv" for n in rep.tables])
+    page = (out / "index.html").read_text()
+    assert "<b>" not in page and "&lt;b&gt;" in page and "&amp;" in page and "&#x27;q&#x27;" in page
+    assert "cdn" not in page.lower() and "<script src" not in page
+    with open(out / "patterns.csv", encoding="utf-8") as f:
+        assert next(csv.reader(f)) == ["layer", "head", "pos", "token", "words", "bias_z", "matches"]
+    assert rep._repr_html_().startswith("<!DOCTYPE html>") and "Patterns" in rep["patterns"]._repr_html_()
+
+
+def test_failed_write_leaves_previous_report_and_no_debris(model, tmp_path, monkeypatch):
+    from analysis import tables
+    rep = analyze(model, PROMPT, k=3, progress=False)
+    out = rep.write(tmp_path / "rep")
+    before = (out / "index.html").read_bytes()
+    real = tables.Table.to_csv
+
+    def flaky(self, path):
+        if self.name == "neurons":
+            raise OSError("disk full (injected)")
+        real(self, path)
+
+    monkeypatch.setattr(tables.Table, "to_csv", flaky)
+    with pytest.raises(OSError, match="injected"):
+        rep.write(tmp_path / "rep")
+    with pytest.raises(OSError, match="injected"):
+        rep.write(tmp_path / "fresh")
+    assert (out / "index.html").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]
+
+
+def test_heat_colours():
+    from analysis.report import heat_colour
+    assert heat_colour(0) == heat_colour(-0.1) == "background:rgb(255,255,255)"
+    assert heat_colour(0.5) == "background:rgb(87,187,138)"
+    assert heat_colour(1.0) == heat_colour(61.9) == "background:rgb(230,124,115)"
+
+
+def test_neuron_cache_is_reused(model, monkeypatch):
+    import analysis.cache as cache
+    from analysis.spaces import build_vocab
+    vocab = build_vocab(model)
+    first = cache.neuron_meanings(model, vocab, 4, "cosine", progress=False)
+    monkeypatch.setattr(cache, "compute_neuron_meanings", lambda *a, **k: pytest.fail("cache not used"))
+    again = cache.neuron_meanings(model, vocab, 4, "cosine", progress=False)
+    np.testing.assert_array_equal(first.out_ids, again.out_ids)
+
+
+# -- the command line --------------------------------------------------------------------------
+
+def test_analyze_cli_writes_report_and_prints_summary(tiny_dir, tmp_path, capsys):
+    from minigpt2.cli import main
+    assert main(["analyze", PROMPT, "--model", str(tiny_dir), "--out", str(tmp_path / "r"), "-k", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "out of 7 tokens correctly" in out and "decomposition error" in out.lower()
+    assert "  <|endoftext|>The baseball|" in out and str(tmp_path / "r" / "index.html") in out
+    assert (tmp_path / "r" / "stream.csv").is_file()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["analyze", "  ", "--model", "{m}"], "empty prompt"),
+    (["analyze", "hi", "--model", "{m}", "--position", "9"], "position 9 is outside"),
+    (["analyze", "hi", "--model", "/nonexistent/dir"], "no such directory"),
+])
+def test_analyze_cli_bad_input_is_one_line(tiny_dir, tmp_path, capsys, argv, message):
+    from minigpt2.cli import main
+    argv = [a.replace("{m}", str(tiny_dir)) for a in argv] + ["--out", str(tmp_path / "r")]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("minigpt2: error:") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_report_renders_in_headless_chromium(model, tmp_path):
+    """Look at the report in a real browser: the tabs and heat-map cells must be in the rendered page."""
+    import shutil
+    import subprocess
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        pytest.skip("no Chromium installed (Debian package 'chromium')")
+    out = analyze(model, PROMPT, k=3, progress=False).write(tmp_path / "rep")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([browser, *flags, "--dump-dom", (out / "index.html").as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    for tab in ["Patterns", "Messages", "Attended messages", "FFN neurons", "BOS neurons", "Token evolution",
+                "Predictions", "Residual stream"]:
+        assert f">{tab}</label>" in dom
+    assert "background:rgb(" in dom and "&lt;|endoftext|&gt;" in dom
+    png = tmp_path / "shot.png"
+    subprocess.run([browser, *flags, f"--screenshot={png}", "--window-size=1400,900", (out / "index.html").as_uri()],
+                   capture_output=True, timeout=120)
+    assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000

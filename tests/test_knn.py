@@ -1,0 +1,85 @@
+"""analysis.topk against a brute-force full sort."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from analysis.knn import VocabIndex, select_topk, topk
+
+
+def brute(queries, keys, k, metric):
+    q, K = queries.astype(np.float64), keys.astype(np.float64)
+    if metric == "cosine":
+        K = K / np.where(np.linalg.norm(K, axis=1, keepdims=True) > 0, np.linalg.norm(K, axis=1, keepdims=True), 1)
+        q = q / np.where(np.linalg.norm(q, axis=1, keepdims=True) > 0, np.linalg.norm(q, axis=1, keepdims=True), 1)
+    S = q @ K.T
+    return np.argsort(-S, axis=1, kind="stable")[:, :k], S
+
+
+@st.composite
+def problem(draw):
+    V, D, n = draw(st.integers(1, 300)), draw(st.integers(1, 12)), draw(st.integers(1, 20))
+    k = draw(st.integers(1, min(V, 25)))
+    # small integers make exact ties common, which is where selection bugs hide
+    elems = st.integers(-3, 3) if draw(st.booleans()) else st.floats(-4, 4, width=32)
+    keys = draw(arrays(np.float32, (V, D), elements=elems))
+    queries = draw(arrays(np.float32, (n, D), elements=elems))
+    return queries, keys, k, draw(st.sampled_from(["cosine", "dot"]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(problem())
+def test_topk_equals_brute_force(case):
+    queries, keys, k, metric = case
+    idx, scores = topk(queries, keys, k, metric)
+    ref, S = brute(queries, keys, k, metric)
+    # scores agree with float64 to float32 precision, and the chosen items are a true top k
+    np.testing.assert_allclose(scores, np.take_along_axis(S, idx, 1), atol=1e-5)
+    np.testing.assert_allclose(scores, np.take_along_axis(S, ref, 1), atol=1e-5)
+    assert (np.diff(scores, axis=1) <= 0).all()
+    if metric == "dot" and np.issubdtype(queries.dtype, np.floating) and (queries == np.round(queries)).all() \
+            and (keys == np.round(keys)).all():
+        np.testing.assert_array_equal(idx, ref)  # integer data: exact scores, so ties must go to the lower index
+
+
+@settings(max_examples=100, deadline=None)
+@given(arrays(np.float32, st.tuples(st.integers(1, 30), st.integers(1, 400)), elements=st.integers(-2, 2)),
+       st.integers(1, 40), st.sampled_from([2, 4, 16]))
+def test_select_topk_exact_with_ties(S, k, group):
+    k = min(k, S.shape[1])
+    idx, vals = select_topk(S, k, group)
+    ref = np.lexsort((np.broadcast_to(np.arange(S.shape[1]), S.shape), -S), axis=-1)[:, :k]
+    np.testing.assert_array_equal(idx, ref)
+    np.testing.assert_array_equal(vals, np.take_along_axis(S, ref, 1))
+
+
+def test_large_chunked_search_matches_full_sort(monkeypatch):
+    import analysis.knn as knn
+    monkeypatch.setattr(knn, "CHUNK_BYTES", 4 * 5000 * 7)  # force 7-row chunks
+    rng = np.random.default_rng(0)
+    keys, queries = rng.standard_normal((5000, 32), np.float32), rng.standard_normal((50, 32), np.float32)
+    idx, _ = topk(queries, keys, 10)
+    np.testing.assert_array_equal(idx, brute(queries, keys, 10, "cosine")[0])
+
+
+def test_search_both_gives_top_and_bottom_and_maps_ids():
+    rng = np.random.default_rng(1)
+    keys, q = rng.standard_normal((700, 16), np.float32), rng.standard_normal((9, 16), np.float32)
+    ids = np.arange(700) * 3 + 5
+    ti, ts, bi, bs = VocabIndex(keys, "cosine", ids=ids).search_both(q, 7)
+    ref, S = brute(q, keys, 7, "cosine")
+    np.testing.assert_array_equal(ti, ids[ref])
+    np.testing.assert_array_equal(bi, ids[np.argsort(S, axis=1, kind="stable")[:, :7]])
+    assert (np.diff(bs, axis=1) >= 0).all() and (bs[:, 0] < ts[:, -1]).all()
+
+
+def test_bad_input_is_rejected():
+    with pytest.raises(ValueError, match="metric"):
+        topk(np.ones((1, 2)), np.ones((3, 2)), 1, "l2")
+    with pytest.raises(ValueError, match="k must be in 1..3"):
+        topk(np.ones((1, 2)), np.ones((3, 2)), 4)
+    with pytest.raises(ValueError, match="NaN"):
+        topk(np.array([[np.nan, 1.0]]), np.ones((3, 2)), 1)
+    with pytest.raises(ValueError, match=r"queries must be \[n, 2\]"):
+        topk(np.ones((1, 3)), np.ones((3, 2)), 1)
