@@ -7,9 +7,11 @@ from __future__ import annotations
 import numpy as np
 
 from .config import GPT2Config
-from .layers import gelu_new, layer_norm, softmax
+from .layers import gelu_new, layer_norm, softmax_
 from .trace import Trace
 from .weights import Params
+
+BLOCK = 128   # query rows per attention block: keys past the block's last row are never computed
 
 
 class InputError(ValueError):
@@ -33,32 +35,60 @@ def check_ids(ids, cfg: GPT2Config) -> np.ndarray:
     return ids.astype(np.int64)
 
 
-def attention(x: np.ndarray, p: Params, l: int, eps: float):
-    """One attention block on resid_pre [T, D]. Returns x~, q, k, v [H, T, e], attn [H, T, T], out [T, D]."""
+def causal_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, attn: np.ndarray) -> np.ndarray:
+    """softmax(q k^T + causal mask) v for q, k, v [H, T, e] (q already scaled by 1/sqrt(e)).
+
+    Writes the probabilities into attn [H, T, T] (zeros above the diagonal) and returns z [H, T, e].
+    Works in blocks of query rows, so the masked half of the scores is never computed.
+    """
+    H, T, e = q.shape
+    z = np.empty((H, T, e), np.float32)
+    above = np.triu(np.full((BLOCK, BLOCK), -np.inf, np.float32), 1)      # mask within a diagonal block
+    for t0 in range(0, T, BLOCK):
+        t1 = min(T, t0 + BLOCK)
+        s = attn[:, t0:t1, :t1]                                              # [H, b, t1] view
+        np.matmul(q[:, t0:t1], k[:, :t1].transpose(0, 2, 1), out=s)          # [H, b, e] @ [H, e, t1]
+        s[:, :, t0:t1] += above[: t1 - t0, : t1 - t0]
+        softmax_(s)
+        attn[:, t0:t1, t1:] = 0.0
+        np.matmul(s, v[:, :t1], out=z[:, t0:t1])                              # [H, b, t1] @ [H, t1, e]
+    return z
+
+
+def attention(x: np.ndarray, p: Params, l: int, eps: float, attn: np.ndarray):
+    """One attention block on resid_pre [T, D], attention written into attn [H, T, T].
+
+    Returns x~ = LN1(x) [T, D], k, v [H, T, e] and the block's output [T, D] (b_O included).
+    """
     T = x.shape[0]
     H, e = p.W_Q.shape[1], p.W_Q.shape[3]
     xt = layer_norm(x, p.ln1_w[l], p.ln1_b[l], eps)                  # [T, D]
-    q = np.matmul(xt, p.W_Q[l]) + p.b_Q[l][:, None, :]               # [T, D] @ [H, D, e] -> [H, T, e]
-    k = np.matmul(xt, p.W_K[l]) + p.b_K[l][:, None, :]
-    v = np.matmul(xt, p.W_V[l]) + p.b_V[l][:, None, :]
-    scores = np.matmul(q, k.transpose(0, 2, 1)) * np.float32(1.0 / np.sqrt(e))   # [H, T, T]
-    scores[:, np.triu(np.ones((T, T), dtype=bool), 1)] = -np.inf     # causal mask
-    attn = softmax(scores)                                            # [H, T, T]
-    z = np.matmul(attn, v)                                            # [H, T, e]
-    out = z.transpose(1, 0, 2).reshape(T, H * e) @ p.W_O[l].reshape(H * e, -1) + p.b_O[l]  # [T, D]
-    return xt, q, k, v, attn, out
+    q = np.matmul(xt, p.W_Q[l])                                       # [T, D] @ [H, D, e] -> [H, T, e]
+    q += p.b_Q[l][:, None, :]
+    q *= np.float32(1.0 / np.sqrt(e))
+    k = np.matmul(xt, p.W_K[l])
+    k += p.b_K[l][:, None, :]
+    v = np.matmul(xt, p.W_V[l])
+    v += p.b_V[l][:, None, :]
+    z = causal_attention(q, k, v, attn)                               # [H, T, e]
+    out = z.transpose(1, 0, 2).reshape(T, H * e) @ p.W_O[l].reshape(H * e, -1)   # [T, H e] @ [H e, D]
+    out += p.b_O[l]
+    return xt, k, v, out
 
 
 def mlp(x: np.ndarray, p: Params, l: int, eps: float):
     """One MLP block on resid_mid [T, D]. Returns LN2(x) [T, D], pre [T, m], acts [T, m], out [T, D]."""
     xt = layer_norm(x, p.ln2_w[l], p.ln2_b[l], eps)                  # [T, D]
-    pre = xt @ p.W_in[l] + p.b_in[l]                                  # [T, D] -> [T, m]
+    pre = xt @ p.W_in[l]                                              # [T, D] -> [T, m]
+    pre += p.b_in[l]
     acts = gelu_new(pre)
-    return xt, pre, acts, acts @ p.W_out[l] + p.b_out[l]             # [T, m] -> [T, D]
+    out = acts @ p.W_out[l]                                           # [T, m] -> [T, D]
+    out += p.b_out[l]
+    return xt, pre, acts, out
 
 
 def unembed(x: np.ndarray, p: Params, eps: float) -> np.ndarray:
-    return layer_norm(x, p.lnf_w, p.lnf_b, eps) @ p.W_E.T            # [T, D] -> [T, V]
+    return layer_norm(x, p.lnf_w, p.lnf_b, eps) @ p.W_U               # [T, D] @ [D, V] -> [T, V]
 
 
 def embed(ids: np.ndarray, p: Params) -> np.ndarray:
@@ -68,9 +98,11 @@ def embed(ids: np.ndarray, p: Params) -> np.ndarray:
 def logits(p: Params, cfg: GPT2Config, ids) -> np.ndarray:
     """Plain forward pass, nothing recorded: [T, V]."""
     ids = check_ids(ids, cfg)
+    T = ids.shape[0]
+    scratch = np.empty((cfg.n_heads, T, T), np.float32)             # attention, overwritten each layer
     x = embed(ids, p)
     for l in range(cfg.n_layers):
-        x = x + attention(x, p, l, cfg.layer_norm_eps)[-1]
+        x = x + attention(x, p, l, cfg.layer_norm_eps, scratch)[-1]
         x = x + mlp(x, p, l, cfg.layer_norm_eps)[-1]
     return unembed(x, p, cfg.layer_norm_eps)
 
@@ -92,15 +124,14 @@ def run(p: Params, cfg: GPT2Config, ids) -> Trace:
     x = embed(ids, p)
     for l in range(L):
         resid_pre[l] = x
-        ln1[l], _, k, v, attn[l], attn_out[l] = attention(x, p, l, eps)
+        ln1[l], k, v, attn_out[l] = attention(x, p, l, eps, attn[l])
+        k *= inv_sqrt                                                   # p_k and c_k carry the 1/sqrt(e)
         np.matmul(k, p.W_Q[l].transpose(0, 2, 1), out=patterns[l])   # [H, T, e] @ [H, e, D] -> [H, T, D]
-        patterns[l] *= inv_sqrt
-        pattern_bias[l] = np.einsum("hte,he->ht", k, p.b_Q[l]) * inv_sqrt
+        np.einsum("hte,he->ht", k, p.b_Q[l], out=pattern_bias[l])
         np.matmul(v, p.W_O[l], out=messages[l])                         # [H, T, e] @ [H, e, D] -> [H, T, D]
-        x = x + attn_out[l]
-        resid_mid[l] = x
-        ln2[l], mlp_pre[l], mlp_acts[l], mlp_out[l] = mlp(x, p, l, eps)
-        x = x + mlp_out[l]
+        np.add(x, attn_out[l], out=resid_mid[l])
+        ln2[l], mlp_pre[l], mlp_acts[l], mlp_out[l] = mlp(resid_mid[l], p, l, eps)
+        x = resid_mid[l] + mlp_out[l]
     resid_pre[L] = x
     return Trace(params=p, ids=ids, resid_pre=resid_pre, resid_mid=resid_mid, ln1=ln1, attn=attn,
                  patterns=patterns, pattern_bias=pattern_bias, messages=messages, attn_out=attn_out,

@@ -35,6 +35,24 @@ def test_matches_independent_float64_reference(case):
 
 
 @SETTINGS
+@given(model_and_ids(), st.integers(1, 5))
+def test_attention_in_small_query_blocks_matches_the_reference(case, block):
+    """The forward pass computes attention in blocks of query rows; make several blocks happen."""
+    import minigpt2.forward as fwd
+    model, raw, ids = case
+    old, fwd.BLOCK = fwd.BLOCK, block
+    try:
+        tr = model.run(ids)
+        plain = model.logits(ids)
+    finally:
+        fwd.BLOCK = old
+    ref = reference_forward(raw, model.cfg, ids)
+    close(tr.attn, ref["attn"])
+    close(tr.logits, ref["logits"])
+    close(plain, ref["logits"])
+
+
+@SETTINGS
 @given(model_and_ids(), st.data())
 def test_decomposition_sums_to_resid_pre_at_every_layer_and_position(case, data):
     model, _, ids = case
