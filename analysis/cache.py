@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .knn import VocabIndex
-from .spaces import Vocab, ln2_space, unembed_space
+from .spaces import Vocab, unembed_space
 
 CACHE_VERSION = "1"
 
@@ -37,12 +37,12 @@ class NeuronMeanings:
     neg_scores: np.ndarray   # [L, m, k] (most negative first)
 
 
-def fingerprint(model, vocab: Vocab, k: int, metric: str) -> str:
-    """Hash of the settings, the word filter and a strided sample of every weight the meanings use."""
+def fingerprint(model, vocab: Vocab, k: int, metric: str, extra: tuple = ()) -> str:
+    """Hash of the settings, the word filter and a strided sample (plus the sum) of every weight used."""
     p, h = model.params, hashlib.blake2b(digest_size=16)
-    h.update(f"{CACHE_VERSION}|{k}|{metric}|{model.cfg.describe()}".encode())
+    h.update(f"{CACHE_VERSION}|{k}|{metric}|{model.cfg.describe()}|{len(extra)}".encode())
     h.update(vocab.words.tobytes())
-    for arr in (p.W_E, p.W_in, p.W_out, p.ln2_w, p.ln2_b, p.lnf_w):
+    for arr in (p.W_E, p.W_in, p.W_out, p.ln2_w, p.ln2_b, p.lnf_w) + tuple(extra):
         flat = arr.reshape(-1)
         h.update(np.ascontiguousarray(flat[:: max(1, flat.size // 65536)]).tobytes())
         h.update(np.float64(flat.sum(dtype=np.float64)).tobytes())
@@ -61,7 +61,7 @@ def compute_neuron_meanings(model, vocab: Vocab, k: int, metric: str, progress: 
     with tqdm(total=2 * L, desc="neuron meanings (once per model)", unit="layer half", disable=not progress,
               leave=False) as bar:
         for l in range(L):
-            index = VocabIndex(ln2_space(p, l, cfg.layer_norm_eps, vocab.words), metric, ids=vocab.words)
+            index = vocab.ln_index(p.ln2_w[l], p.ln2_b[l], metric)                 # LN2_l(W_E[words])
             res["in_ids"][l], res["in_scores"][l] = index.search(p.W_in[l].T, k)   # [m, D] queries
             bar.update()
             (res["out_ids"][l], res["out_scores"][l],

@@ -57,6 +57,31 @@ class VocabIndex:
         return idx if self.ids is None else self.ids[idx]
 
 
+class AffineIndex:
+    """Keys s_v = gamma * base_v + beta (a LayerNorm's output, for one shared normalised base), searched
+    without ever building them: q . s_v = (q * gamma) . base_v + q . beta, and for cosine
+    |s_v|^2 = base_v^2 . gamma^2 + 2 base_v . (gamma beta) + beta . beta comes from two matvecs.
+    One base then serves every layer's LN1 and LN2 space.
+    """
+
+    def __init__(self, base: np.ndarray, base_sq: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
+                 metric: str = "cosine", ids: np.ndarray | None = None):
+        if metric not in ("cosine", "dot"):
+            raise ValueError(f"metric must be 'cosine' or 'dot', got {metric!r}")
+        self.base, self.gamma, self.beta, self.metric, self.ids = base, gamma, beta, metric, ids
+        self.col_scale = None
+        if metric == "cosine":
+            g, b = gamma.astype(np.float32), beta.astype(np.float32)           # float32 keeps BLAS on the
+            n2 = base_sq @ (g * g) + np.float32(2) * (base @ (g * b)) + b @ b  # [V]  float32 base (no upcast)
+            n = np.sqrt(np.maximum(n2, np.float32(0)))
+            self.col_scale = np.where(n > 0, np.float32(1) / np.where(n > 0, n, np.float32(1)), np.float32(0))
+
+    def search(self, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        q = _prep_queries(queries, self.base.shape[1], self.metric)
+        idx, sc = _search(self.base, q * self.gamma, k, row_offset=q @ self.beta, col_scale=self.col_scale)
+        return (idx if self.ids is None else self.ids[idx]), sc
+
+
 def topk(queries: np.ndarray, keys: np.ndarray, k: int = 10, metric: str = "cosine") -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k of queries [n, D] against keys [V, D]: (indices [n, k], scores [n, k]).
 
@@ -90,13 +115,14 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
     if bad.any():
         n64 = np.sqrt(np.einsum("ij,ij->i", x[bad], x[bad], dtype=np.float64))
         scaled = x[bad] / np.where(n64 > 0, n64, 1.0)[:, None]
-    out = x * inv[:, None]
+    out = x * inv[:, None]                                               # a new array: never the caller's
     if bad.any():
         out[bad] = scaled
     return out
 
 
-def _search(keys, q, k, also_bottom=False):
+def _search(keys, q, k, also_bottom=False, row_offset=None, col_scale=None):
+    """Top k of S = (q @ keys^T + row_offset[:, None]) * col_scale[None, :], chunk by chunk."""
     n, V = q.shape[0], keys.shape[0]
     if not 1 <= k <= V:
         raise ValueError(f"k must be in 1..{V}, got {k}")
@@ -109,6 +135,10 @@ def _search(keys, q, k, also_bottom=False):
     for a in range(0, n, rows):
         b = min(n, a + rows)
         S = np.matmul(q[a:b], keys.T, out=buf[: b - a])                # [r, D] @ [D, V] -> [r, V]
+        if row_offset is not None:
+            S += row_offset[a:b, None]
+        if col_scale is not None:
+            S *= col_scale
         out_i[a:b], out_s[a:b] = _select_parallel(S, k)
         if also_bottom:
             np.negative(S, out=S)

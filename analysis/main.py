@@ -72,7 +72,8 @@ def analyze(model, text: str | None = None, ids=None, k: int = 10, metric: str =
     vocab = build_vocab(model)
     if len(vocab.words) < k:
         raise ValueError(f"only {len(vocab.words)} whole-word tokens in the vocabulary, fewer than k={k}")
-    ctx = tb.Context(model, trace, vocab, model.token_strings(trace.ids), k, metric, bias_threshold)
+    ctx = tb.Context(model, trace, vocab, model.token_strings(trace.ids), k, metric, bias_threshold,
+                     use_cache=use_cache, progress=progress)
     lap("vocabulary")
     pm, mm = tb.pattern_matches(ctx), tb.message_matches(ctx)
     lap("head kNN")

@@ -24,6 +24,13 @@ class Vocab:
     words: np.ndarray        # [n_words] ids kept by the word filter (ascending)
     bias: np.ndarray         # [V] b_U = ln_f.bias . W_E[v], the token's inherent logit bias
     bias_z: np.ndarray       # [V] the bias in standard deviations from its vocabulary mean
+    normed: np.ndarray | None = None     # [n_words, D] LayerNorm-normalised W_E[words], before gain and bias
+    normed_sq: np.ndarray | None = None  # [n_words, D] its square (for the LN spaces' norms)
+
+    def ln_index(self, gamma: np.ndarray, beta: np.ndarray, metric: str):
+        """Index over LN(W_E[words]) for a LayerNorm with this gain and bias (LN1_l or LN2_l)."""
+        from .knn import AffineIndex
+        return AffineIndex(self.normed, self.normed_sq, gamma, beta, metric, ids=self.words)
 
     @property
     def n_dropped(self) -> int:
@@ -39,7 +46,7 @@ def standardize(b: np.ndarray) -> np.ndarray:
     return ((b - b.mean()) / (b.std() + np.float32(1e-12))).astype(np.float32)
 
 
-def word_ids(tokenizer, d_vocab: int) -> np.ndarray:
+def word_ids(tokenizer, d_vocab: int, strings: list[str] | None = None) -> np.ndarray:
     """Ids of whole-word tokens: the BPE-fragment filter.
 
     A token is kept when (1) it decodes alone to valid, non-blank text (no U+FFFD from a cut
@@ -48,7 +55,7 @@ def word_ids(tokenizer, d_vocab: int) -> np.ndarray:
     leading space is also one token ("home" / " home"), or it is a special token (<|endoftext|>).
     Byte fragments fail (1) or (2); word pieces such as "alysis" fail (3).
     """
-    strings = tokenizer.vocab_strings()
+    strings = tokenizer.vocab_strings() if strings is None else strings
     encoded = tokenizer._tok.encode_batch(strings, add_special_tokens=False)
     vocab = {s: i for i, s in enumerate(strings)}
     special = {i for i in range(d_vocab) if strings[i].startswith("<|") and strings[i].endswith("|>")}
@@ -66,8 +73,11 @@ def word_ids(tokenizer, d_vocab: int) -> np.ndarray:
 
 def build_vocab(model) -> Vocab:
     b = token_bias(model.params)
-    return Vocab(strings=model.tokenizer.vocab_strings(), words=word_ids(model.tokenizer, model.cfg.d_vocab),
-                 bias=b, bias_z=standardize(b))
+    strings = model.tokenizer.vocab_strings()
+    words = word_ids(model.tokenizer, model.cfg.d_vocab, strings)
+    normed = normalize(model.params.W_E[words], model.cfg.layer_norm_eps)
+    return Vocab(strings=strings, words=words, bias=b, bias_z=standardize(b),
+                 normed=normed, normed_sq=normed * normed)
 
 
 def ln1_space(p: Params, layer: int, eps: float, rows=slice(None)) -> np.ndarray:
@@ -85,4 +95,5 @@ def unembed_space(p: Params, rows=slice(None)) -> np.ndarray:
 
     (The centring is a projection that W_E rows barely feel; the 1/std is one positive scalar per position.)
     """
-    return p.W_E[rows] * p.lnf_w
+    out = p.W_E[rows]                     # a copy (fancy index) or a view (slice): multiply into a new array once
+    return np.multiply(out, p.lnf_w, out=out) if out.base is None else out * p.lnf_w

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -13,8 +14,9 @@ from minigpt2.layers import layer_norm_stats
 
 from .cache import NeuronMeanings
 from .knn import VocabIndex, select_topk
+from .lowrank import MIN_TOKENS, head_topk
 from .matches import Matches, join_words
-from .spaces import Vocab, ln1_space, unembed_space
+from .spaces import Vocab, unembed_space
 
 
 @dataclass
@@ -69,9 +71,16 @@ class Context:
     k: int = 10
     metric: str = "cosine"
     bias_threshold: float = 2.0
+    use_cache: bool = True     # disk cache for neuron meanings and projected head vocabularies
+    progress: bool = False
 
     def matches(self, ids, scores) -> Matches:
         return Matches.make(ids, scores, self.vocab, self.bias_threshold)
+
+    @cached_property
+    def unembed_index(self) -> VocabIndex:
+        """The words as the residual stream's readout sees them (lnf_w * W_E), built once per analysis."""
+        return VocabIndex(unembed_space(self.model.params, self.vocab.words), self.metric, ids=self.vocab.words)
 
     def token_columns(self) -> list[str]:
         return [f"{t}:{s}" for t, s in enumerate(self.tokens)]
@@ -81,11 +90,16 @@ class Context:
 
 def pattern_matches(ctx: Context) -> Matches:
     """Top words of every pattern p[l, h, t] against LN1_l(W_E). Rows ordered (l, h, t)."""
-    p, cfg, tr = ctx.model.params, ctx.model.cfg, ctx.trace
+    tr = ctx.trace
+    if tr.n_tokens >= MIN_TOKENS:   # low rank: rank k / sqrt(e) against LN1_l(W_E) W_Q[h]
+        coords = tr.k * np.float32(1 / np.sqrt(tr.k.shape[-1]))
+        return ctx.matches(*head_topk(ctx.model, ctx.vocab, "pattern", coords, tr.patterns, ctx.k, ctx.metric,
+                                      ctx.use_cache, ctx.progress))
+    p = ctx.model.params
     L, H, T, D = tr.patterns.shape
     ids, scores = np.empty((L, H * T, ctx.k), np.int64), np.empty((L, H * T, ctx.k), np.float32)
     for l in range(L):
-        index = VocabIndex(ln1_space(p, l, cfg.layer_norm_eps, ctx.vocab.words), ctx.metric, ids=ctx.vocab.words)
+        index = ctx.vocab.ln_index(p.ln1_w[l], p.ln1_b[l], ctx.metric)           # LN1_l(W_E[words])
         ids[l], scores[l] = index.search(tr.patterns[l].reshape(H * T, D), ctx.k)
     return ctx.matches(ids.reshape(-1, ctx.k), scores.reshape(-1, ctx.k))
 
@@ -93,9 +107,10 @@ def pattern_matches(ctx: Context) -> Matches:
 def message_matches(ctx: Context) -> Matches:
     """Top words of every message m[l, h, t] against lnf_w * W_E. Rows ordered (l, h, t)."""
     tr = ctx.trace
-    D = tr.messages.shape[-1]
-    index = VocabIndex(unembed_space(ctx.model.params, ctx.vocab.words), ctx.metric, ids=ctx.vocab.words)
-    return ctx.matches(*index.search(tr.messages.reshape(-1, D), ctx.k))
+    if tr.n_tokens >= MIN_TOKENS:   # low rank: rank v against (lnf_w * W_E) W_O[h]^T
+        return ctx.matches(*head_topk(ctx.model, ctx.vocab, "message", tr.v, tr.messages, ctx.k, ctx.metric,
+                                      ctx.use_cache, ctx.progress))
+    return ctx.matches(*ctx.unembed_index.search(tr.messages.reshape(-1, tr.messages.shape[-1]), ctx.k))
 
 
 def _head_table(ctx: Context, m: Matches, name: str, title: str, note: str) -> Table:
@@ -156,7 +171,8 @@ def neurons_table(ctx: Context, nm: NeuronMeanings) -> Table:
     """
     acts = ctx.trace.mlp_acts                                             # [L, T, m]
     L, T, m = acts.shape
-    out_norm = np.linalg.norm(ctx.model.params.W_out, axis=2)             # [L, m]
+    W_out = ctx.model.params.W_out
+    out_norm = np.sqrt(np.einsum("lmd,lmd->lm", W_out, W_out))            # [L, m]
     effect = np.abs(acts).max(axis=1) * out_norm                          # [L, m]
     inm, outm = _neuron_cells(ctx, nm)
     rows = []
@@ -195,15 +211,20 @@ def bos_neurons_table(ctx: Context, nm: NeuronMeanings, limit: int = 40) -> Tabl
 # -- residual stream ----------------------------------------------------------------------------
 
 def logit_lens_top(ctx: Context, k: int) -> np.ndarray:
-    """Top-k token ids of ln_f(resid_pre[l]) @ W_E^T for every layer and token: [L+1, T, k]."""
-    p, tr = ctx.model.params, ctx.trace
-    L1, T, _ = tr.resid_pre.shape
-    out = np.empty((L1, T, k), np.int64)
+    """Top-k token ids of ln_f(resid_pre[l]) @ W_E^T for every layer and token: [L+1, T, k].
+
+    resid_pre[L] gives the model's own logits. All layers go through one unembedding matmul.
+    """
     from minigpt2.forward import unembed
-    for l in range(L1):
-        logits = tr.logits if l == L1 - 1 else unembed(tr.resid_pre[l], p, ctx.model.cfg.layer_norm_eps)
-        out[l] = select_topk(logits, k)[0]
-    return out
+    tr = ctx.trace
+    L1, T, D = tr.resid_pre.shape
+    out = np.empty((L1 * T, k), np.int64)
+    rows = max(1, (256 << 20) // (4 * ctx.model.cfg.d_vocab))                     # bounded memory for long prompts
+    flat = tr.resid_pre.reshape(L1 * T, D)
+    for a in range(0, L1 * T, rows):
+        out[a:a + rows] = select_topk(np.ascontiguousarray(unembed(flat[a:a + rows], ctx.model.params,
+                                                                   ctx.model.cfg.layer_norm_eps)), k)[0]
+    return out.reshape(L1, T, k)
 
 
 def evolution_tables(ctx: Context) -> tuple[Table, Table]:
@@ -258,12 +279,11 @@ def stream_table(ctx: Context, mm: Matches, nm: NeuronMeanings, pos: int) -> tup
     direction = p.lnf_w * p.W_E[pred]                                     # [D]
     centred = d.vectors - d.vectors.mean(axis=1, keepdims=True)
     effect = (centred @ direction) * inv_std[0]                           # [n]
-    norms = np.linalg.norm(d.vectors, axis=1)
+    norms = np.sqrt(np.einsum("nd,nd->n", d.vectors, d.vectors))
     # words: messages reuse the message matches (attention >= 0 keeps the direction), neurons the cached
     # output meanings (negative activations read the bottom words), the rest are searched here.
     other = np.flatnonzero(~np.isin(d.kind, ("message", "neuron")))
-    index = VocabIndex(unembed_space(p, ctx.vocab.words), ctx.metric, ids=ctx.vocab.words)
-    om = ctx.matches(*index.search(d.vectors[other], ctx.k))
+    om = ctx.matches(*ctx.unembed_index.search(d.vectors[other], ctx.k))
     other_cell = {int(i): om.cell(j, ctx.vocab) for j, i in enumerate(other)}
     k = ctx.k
     pos_m = ctx.matches(nm.out_ids.reshape(-1, k), nm.out_scores.reshape(-1, k))

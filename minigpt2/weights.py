@@ -21,7 +21,6 @@ class WeightsError(ValueError):
 @dataclass(frozen=True)
 class Params:
     W_E: np.ndarray     # [V, D]        token embedding (also the unembedding: tied)
-    W_U: np.ndarray     # [D, V]        W_E.T stored contiguous (the unembedding matmul runs 2x faster so)
     W_pos: np.ndarray   # [n_ctx, D]    position embedding
     ln1_w: np.ndarray   # [L, D]
     ln1_b: np.ndarray   # [L, D]
@@ -127,7 +126,7 @@ def split_params(t: dict[str, np.ndarray], cfg: GPT2Config) -> Params:
     W_O = stack("attn.c_proj.weight").reshape(L, H, e, D)            # rows are the concatenated heads
     c = np.ascontiguousarray
     return Params(
-        W_E=t["wte.weight"], W_U=np.ascontiguousarray(t["wte.weight"].T), W_pos=t["wpe.weight"],
+        W_E=t["wte.weight"], W_pos=t["wpe.weight"],
         ln1_w=stack("ln_1.weight"), ln1_b=stack("ln_1.bias"),
         W_Q=c(c_attn_w[0]), W_K=c(c_attn_w[1]), W_V=c(c_attn_w[2]),
         b_Q=c(c_attn_b[0]), b_K=c(c_attn_b[1]), b_V=c(c_attn_b[2]),

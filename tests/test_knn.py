@@ -83,3 +83,13 @@ def test_bad_input_is_rejected():
         topk(np.array([[np.nan, 1.0]]), np.ones((3, 2)), 1)
     with pytest.raises(ValueError, match=r"queries must be \[n, 2\]"):
         topk(np.ones((1, 3)), np.ones((3, 2)), 1)
+
+
+def test_inputs_are_not_modified():
+    rng = np.random.default_rng(3)
+    keys, q = rng.standard_normal((300, 8), np.float32), rng.standard_normal((5, 8), np.float32)
+    k0, q0 = keys.copy(), q.copy()
+    topk(q, keys, 3)
+    VocabIndex(keys).search_both(q, 3)
+    np.testing.assert_array_equal(keys, k0)
+    np.testing.assert_array_equal(q, q0)
