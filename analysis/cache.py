@@ -37,12 +37,12 @@ class NeuronMeanings:
     neg_scores: np.ndarray   # [L, m, k] (most negative first)
 
 
-def fingerprint(model, vocab: Vocab, k: int, metric: str, extra: tuple = ()) -> str:
-    """Hash of the settings, the word filter and a strided sample (plus the sum) of every weight used."""
-    p, h = model.params, hashlib.blake2b(digest_size=16)
-    h.update(f"{CACHE_VERSION}|{k}|{metric}|{model.cfg.describe()}|{len(extra)}".encode())
+def fingerprint(model, vocab: Vocab, label: str, arrays: tuple) -> str:
+    """Hash of the settings (label), the word filter and a strided sample (plus the sum) of each weight used."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{CACHE_VERSION}|{label}|{model.cfg.describe()}".encode())
     h.update(vocab.words.tobytes())
-    for arr in (p.W_E, p.W_in, p.W_out, p.ln2_w, p.ln2_b, p.lnf_w) + tuple(extra):
+    for arr in arrays:
         flat = arr.reshape(-1)
         h.update(np.ascontiguousarray(flat[:: max(1, flat.size // 65536)]).tobytes())
         h.update(np.float64(flat.sum(dtype=np.float64)).tobytes())
@@ -73,7 +73,9 @@ def compute_neuron_meanings(model, vocab: Vocab, k: int, metric: str, progress: 
 def neuron_meanings(model, vocab: Vocab, k: int, metric: str, use_cache: bool = True,
                     progress: bool = True) -> NeuronMeanings:
     """Load from the disk cache, or compute (with a progress bar) and store atomically."""
-    path = cache_dir() / f"neurons-{fingerprint(model, vocab, k, metric)}.npz"
+    p = model.params
+    key = fingerprint(model, vocab, f"neurons|{k}|{metric}", (p.W_E, p.W_in, p.W_out, p.ln2_w, p.ln2_b, p.lnf_w))
+    path = cache_dir() / f"neurons-{key}.npz"
     if use_cache and path.is_file():
         try:
             with np.load(path) as f:

@@ -163,7 +163,7 @@ def select_topk(S: np.ndarray, k: int, group: int = GROUP) -> tuple[np.ndarray, 
     if n_groups <= k + 1:                                              # small V: plain sort is cheapest
         return _sorted_topk(S, np.broadcast_to(np.arange(V), S.shape), k)
     main = n_groups * group
-    gmax = S[:, :main].reshape(r, group, n_groups).max(axis=1)         # [r, V/G]; group g = columns g + i V/G
+    gmax = _group_max(S, group, n_groups)                              # [r, V/G]; group g = columns g + i V/G
     top_groups = np.argpartition(gmax, n_groups - (k + 1), axis=1)[:, n_groups - (k + 1):]  # [r, k+1]
     cols = (top_groups[:, :, None] + np.arange(group) * n_groups).reshape(r, -1)           # [r, (k+1) G]
     if main < V:                                                       # the tail that fills no whole group
@@ -175,6 +175,17 @@ def select_topk(S: np.ndarray, k: int, group: int = GROUP) -> tuple[np.ndarray, 
     for i in np.flatnonzero(weakest >= top[:, -1]):
         idx[i], top[i] = _sorted_topk(S[i:i + 1], np.arange(V)[None], k)
     return idx, top
+
+
+def _group_max(S: np.ndarray, group: int, n_groups: int) -> np.ndarray:
+    """Elementwise maximum of the G column blocks S[:, i n : (i+1) n], with no copy of S."""
+    head = S[:, : group * n_groups]
+    if head.flags.c_contiguous:
+        return head.reshape(S.shape[0], group, n_groups).max(axis=1)
+    g = S[:, :n_groups].copy()                    # reshaping a strided view would copy all of S
+    for i in range(1, group):
+        np.maximum(g, S[:, i * n_groups:(i + 1) * n_groups], out=g)
+    return g
 
 
 def _sorted_topk(vals: np.ndarray, cols: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

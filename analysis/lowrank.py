@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .cache import cache_dir, fingerprint
-from .knn import _POOL, select_topk
+from .knn import _POOL, CHUNK_BYTES, select_topk
 from .spaces import Vocab, unembed_space
 
 MIN_TOKENS = 64   # below this the full search is cheaper than reading the projected vocabularies
@@ -49,14 +49,27 @@ def build_projected(model, vocab: Vocab, kind: str, layer: int, metric: str) -> 
     return np.ascontiguousarray(P.reshape(-1, H, e).transpose(1, 0, 2))           # [H, Vw, e]
 
 
-def projected(model, vocab: Vocab, kind: str, layer: int, metric: str, use_cache: bool = True) -> np.ndarray:
-    """The projected vocabulary from the disk cache (memory-mapped), building and storing it if absent."""
-    if not use_cache:
+def cache_folder(model, vocab: Vocab, metric: str) -> Path:
+    """Where this model's projected vocabularies live (one hash of the weights per search, not per layer)."""
+    return cache_dir() / f"heads-{fingerprint_heads(model, vocab, metric)}"
+
+
+def projected(model, vocab: Vocab, kind: str, layer: int, metric: str, folder: Path | None,
+              out: np.ndarray | None = None) -> np.ndarray:
+    """The projected vocabulary [H, V_words, e] from the cache folder, building and storing it if absent
+    (folder None: build it, store nothing).
+
+    With out (a buffer of the right shape), a cached file is read into it: reusing one buffer avoids
+    the page faults of a fresh 128 MB array per layer, which cost more than the read itself.
+    """
+    if folder is None:
         return build_projected(model, vocab, kind, layer, metric)
-    path = cache_dir() / f"heads-{fingerprint_heads(model, vocab, metric)}" / f"{kind}-{layer}.npy"
+    path = folder / f"{kind}-{layer}.npy"
     if path.is_file():
         try:
-            return np.load(path, mmap_mode="r")
+            if out is not None and _read_npy_into(path, out):
+                return out
+            return np.load(path)
         except (OSError, ValueError):
             pass
     P = build_projected(model, vocab, kind, layer, metric)
@@ -70,9 +83,23 @@ def projected(model, vocab: Vocab, kind: str, layer: int, metric: str, use_cache
     return P
 
 
+def _read_npy_into(path: Path, out: np.ndarray) -> bool:
+    """Read a C-ordered float32 .npy of out's shape into out; False if the file is anything else."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                       (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        if read_header is None:
+            return False
+        shape, fortran, dtype = read_header(f)
+        if shape != out.shape or fortran or dtype != out.dtype:
+            return False
+        return f.readinto(memoryview(out).cast("B")) == out.nbytes
+
+
 def fingerprint_heads(model, vocab: Vocab, metric: str) -> str:
-    return fingerprint(model, vocab, 0, metric, extra=(model.params.W_Q, model.params.W_O, model.params.ln1_w,
-                                                      model.params.ln1_b))
+    p = model.params
+    return fingerprint(model, vocab, f"heads|{metric}", (p.W_E, p.W_Q, p.W_O, p.ln1_w, p.ln1_b, p.lnf_w))
 
 
 def head_topk(model, vocab: Vocab, kind: str, coords: np.ndarray, full: np.ndarray, k: int, metric: str,
@@ -81,23 +108,42 @@ def head_topk(model, vocab: Vocab, kind: str, coords: np.ndarray, full: np.ndarr
 
     coords [L, H, T, e]: k / sqrt(e) (patterns) or v (messages); full [L, H, T, D]: the vectors themselves
     (only their norms are used, for cosine scores). Returns (ids, scores) [L * H * T, k], rows in (l, h, t) order.
+    Each head's scores [T, V_words] come from one [T, e] @ [e, V_words] matmul into one of two reused
+    buffers; selecting the top k of one overlaps with the matmul of the next.
     """
     from tqdm.auto import tqdm
 
     L, H, T, e = coords.shape
+    Vw = len(vocab.words)
     ids = np.empty((L, H, T, k), np.int64)
     scores = np.empty((L, H, T, k), np.float32)
-    if metric == "cosine":
-        inv = np.float32(1) / np.maximum(np.linalg.norm(full, axis=-1), np.float32(1e-30))   # [L, H, T]
+    if metric == "cosine":   # cos = (c . P_v) / |full|: scale the query coordinates, not the scores
+        norms = np.sqrt(np.einsum("lhtd,lhtd->lht", full, full))                        # [L, H, T]
+        coords = coords * (np.float32(1) / np.maximum(norms, np.float32(1e-30)))[..., None]
+    rows = max(1, min(T, CHUNK_BYTES // (4 * Vw)))
+    bufs = [np.empty((rows, Vw), np.float32) for _ in range(2)]
+    pending: list = [None, None]
+    P_buf = np.empty((H, Vw, e), np.float32)
+    folder = cache_folder(model, vocab, metric) if use_cache else None
+
+    def finish(slot):
+        if pending[slot] is not None:
+            fut, (l, h, a, b) = pending[slot]
+            i, sc = fut.result()
+            ids[l, h, a:b], scores[l, h, a:b] = vocab.words[i], sc
+            pending[slot] = None
+
+    n = 0
     for l in tqdm(range(L), desc=f"{kind} kNN", unit="layer", disable=not progress, leave=False):
-        P = projected(model, vocab, kind, l, metric, use_cache)                   # [H, Vw, e]
-
-        def one(h):
-            S = coords[l, h] @ P[h].T                                               # [T, e] @ [e, Vw] -> [T, Vw]
-            if metric == "cosine":
-                S *= inv[l, h][:, None]
-            return select_topk(S, k)
-
-        for h, (i, s) in enumerate(_POOL.map(one, range(H))):
-            ids[l, h], scores[l, h] = vocab.words[i], s
+        P = projected(model, vocab, kind, l, metric, folder, out=P_buf)             # [H, Vw, e]
+        for h in range(H):
+            for a in range(0, T, rows):
+                b = min(T, a + rows)
+                slot = n % 2
+                n += 1
+                finish(slot)
+                S = np.matmul(coords[l, h, a:b], P[h].T, out=bufs[slot][: b - a])   # [r, e] @ [e, Vw]
+                pending[slot] = (_POOL.submit(select_topk, S, k), (l, h, a, b))
+    finish(0)
+    finish(1)
     return ids.reshape(-1, k), scores.reshape(-1, k)
