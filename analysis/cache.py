@@ -13,8 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .knn import VocabIndex
-from .spaces import Vocab, unembed_space
+from .spaces import Vocab
 
 CACHE_VERSION = "1"
 
@@ -57,7 +56,7 @@ def compute_neuron_meanings(model, vocab: Vocab, k: int, metric: str, progress: 
     shape = (L, m, k)
     res = {n: np.empty(shape, np.int64 if n.endswith("ids") else np.float32)
            for n in ("in_ids", "in_scores", "out_ids", "out_scores", "neg_ids", "neg_scores")}
-    out_index = VocabIndex(unembed_space(p, vocab.words), metric, ids=vocab.words)
+    out_index = vocab.unembed_index(p.lnf_w, metric)                                 # lnf_w * W_E[words]
     with tqdm(total=2 * L, desc="neuron meanings (once per model)", unit="layer half", disable=not progress,
               leave=False) as bar:
         for l in range(L):

@@ -58,28 +58,57 @@ class VocabIndex:
 
 
 class AffineIndex:
-    """Keys s_v = gamma * base_v + beta (a LayerNorm's output, for one shared normalised base), searched
-    without ever building them: q . s_v = (q * gamma) . base_v + q . beta, and for cosine
-    |s_v|^2 = base_v^2 . gamma^2 + 2 base_v . (gamma beta) + beta . beta comes from two matvecs.
-    One base then serves every layer's LN1 and LN2 space.
+    """Keys s_v = gamma * (a_v base_v + c_v) + beta for one shared normalised base, searched without
+    ever building them. base_aug [V, D+1] is the base with the column c_v / a_v appended.
+
+    q . s_v = a_v ((q gamma) . base_v + (q . gamma) c_v / a_v) + q . beta: one matmul of [q gamma, q . gamma]
+    against base_aug, then a per-key scale. For cosine, |s_v|^2 expands into matvecs over base and base^2.
+    LN1_l / LN2_l spaces: a = 1, c = 0. The unembedding lnf_w * W_E: a = std, c = mean of each W_E row, beta = 0.
     """
 
-    def __init__(self, base: np.ndarray, base_sq: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
-                 metric: str = "cosine", ids: np.ndarray | None = None):
+    def __init__(self, base_aug: np.ndarray, base_sq: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
+                 metric: str = "cosine", ids: np.ndarray | None = None, scale: np.ndarray | None = None):
         if metric not in ("cosine", "dot"):
             raise ValueError(f"metric must be 'cosine' or 'dot', got {metric!r}")
-        self.base, self.gamma, self.beta, self.metric, self.ids = base, gamma, beta, metric, ids
-        self.col_scale = None
+        D = base_sq.shape[1]
+        self.shifted = scale is not None
+        if self.shifted and np.any(beta):
+            raise ValueError("a per-key scale needs beta = 0")
+        self.base = base_aug if self.shifted else base_aug[:, :D]                    # [V, D+1] or [V, D] view
+        self.gamma, self.beta, self.metric, self.ids = gamma.astype(np.float32), beta.astype(np.float32), metric, ids
+        f = np.float32
+        a = scale.astype(f) if self.shifted else None
+        self.col_scale = a
         if metric == "cosine":
-            g, b = gamma.astype(np.float32), beta.astype(np.float32)           # float32 keeps BLAS on the
-            n2 = base_sq @ (g * g) + np.float32(2) * (base @ (g * b)) + b @ b  # [V]  float32 base (no upcast)
-            n = np.sqrt(np.maximum(n2, np.float32(0)))
-            self.col_scale = np.where(n > 0, np.float32(1) / np.where(n > 0, n, np.float32(1)), np.float32(0))
+            g, b, n = self.gamma, self.beta, base_aug[:, :D]
+            n2 = base_sq @ (g * g) + f(2) * (n @ (g * b)) + b @ b                      # [V] (a = 1, c = 0)
+            if self.shifted:                                                            # a^2 n^2.g^2 + 2 a c n.g^2 + c^2 |g|^2
+                c = base_aug[:, D] * a
+                n2 = a * a * (base_sq @ (g * g)) + f(2) * a * c * (n @ (g * g)) + c * c * (g @ g)
+            norm = np.sqrt(np.maximum(n2, f(0)))
+            inv = np.where(norm > 0, f(1) / np.where(norm > 0, norm, f(1)), f(0))
+            self.col_scale = inv * a if self.shifted else inv
 
     def search(self, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        q = _prep_queries(queries, self.base.shape[1], self.metric)
-        idx, sc = _search(self.base, q * self.gamma, k, row_offset=q @ self.beta, col_scale=self.col_scale)
-        return (idx if self.ids is None else self.ids[idx]), sc
+        """(indices [n, k], scores [n, k]), as VocabIndex.search."""
+        idx, sc = self._run(queries, k, also_bottom=False)
+        return self._map(idx), sc
+
+    def search_both(self, queries: np.ndarray, k: int = 10):
+        """Top k and bottom k from one matmul, as VocabIndex.search_both."""
+        ti, ts, bi, bs = self._run(queries, k, also_bottom=True)
+        return self._map(ti), ts, self._map(bi), bs
+
+    def _run(self, queries, k, also_bottom):
+        q = _prep_queries(queries, self.gamma.shape[0], self.metric)
+        qg = q * self.gamma
+        if self.shifted:
+            qg = np.concatenate([qg, (q @ self.gamma)[:, None]], axis=1)                # [n, D+1]
+        off = None if self.shifted else q @ self.beta
+        return _search(self.base, qg, k, also_bottom, row_offset=off, col_scale=self.col_scale)
+
+    def _map(self, idx: np.ndarray) -> np.ndarray:
+        return idx if self.ids is None else self.ids[idx]
 
 
 def topk(queries: np.ndarray, keys: np.ndarray, k: int = 10, metric: str = "cosine") -> tuple[np.ndarray, np.ndarray]:

@@ -24,13 +24,25 @@ class Vocab:
     words: np.ndarray        # [n_words] ids kept by the word filter (ascending)
     bias: np.ndarray         # [V] b_U = ln_f.bias . W_E[v], the token's inherent logit bias
     bias_z: np.ndarray       # [V] the bias in standard deviations from its vocabulary mean
-    normed: np.ndarray | None = None     # [n_words, D] LayerNorm-normalised W_E[words], before gain and bias
-    normed_sq: np.ndarray | None = None  # [n_words, D] its square (for the LN spaces' norms)
+    normed_aug: np.ndarray | None = None  # [n_words, D+1] n_w = LayerNorm-normalised W_E[words] (no gain or
+                                          #   bias), and a last column mean_w / std_w, so W_E[w] = std_w (n_w, last) . (I, 1)
+    normed_sq: np.ndarray | None = None   # [n_words, D] n_w squared (for the spaces' norms)
+    row_std: np.ndarray | None = None     # [n_words] std_w = sqrt(var(W_E[w]) + eps)
+
+    @property
+    def normed(self) -> np.ndarray:
+        return self.normed_aug[:, :-1]
 
     def ln_index(self, gamma: np.ndarray, beta: np.ndarray, metric: str):
         """Index over LN(W_E[words]) for a LayerNorm with this gain and bias (LN1_l or LN2_l)."""
         from .knn import AffineIndex
-        return AffineIndex(self.normed, self.normed_sq, gamma, beta, metric, ids=self.words)
+        return AffineIndex(self.normed_aug, self.normed_sq, gamma, beta, metric, ids=self.words)
+
+    def unembed_index(self, lnf_w: np.ndarray, metric: str):
+        """Index over lnf_w * W_E[words] (the unembedding space), from the same normalised base."""
+        from .knn import AffineIndex
+        return AffineIndex(self.normed_aug, self.normed_sq, lnf_w, np.zeros_like(lnf_w), metric, ids=self.words,
+                           scale=self.row_std)
 
     @property
     def n_dropped(self) -> int:
@@ -75,9 +87,22 @@ def build_vocab(model) -> Vocab:
     b = token_bias(model.params)
     strings = model.tokenizer.vocab_strings()
     words = word_ids(model.tokenizer, model.cfg.d_vocab, strings)
-    normed = normalize(model.params.W_E[words], model.cfg.layer_norm_eps)
-    return Vocab(strings=strings, words=words, bias=b, bias_z=standardize(b),
-                 normed=normed, normed_sq=normed * normed)
+    normed_aug, row_std = normalized_words(model.params.W_E, words, model.cfg.layer_norm_eps)
+    return Vocab(strings=strings, words=words, bias=b, bias_z=standardize(b), normed_aug=normed_aug,
+                 normed_sq=np.square(normed_aug[:, :-1]), row_std=row_std)
+
+
+def normalized_words(W_E: np.ndarray, words: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """([n_words, D+1] normalised rows with mean/std appended, [n_words] std): see Vocab.normed_aug."""
+    x = W_E[words]                                                             # [Vw, D]
+    D = x.shape[1]
+    out = np.empty((len(words), D + 1), np.float32)
+    mean = x.mean(axis=1)
+    np.subtract(x, mean[:, None], out=out[:, :D])
+    std = np.sqrt(np.einsum("vd,vd->v", out[:, :D], out[:, :D]) / np.float32(D) + np.float32(eps))
+    out[:, :D] *= (np.float32(1) / std)[:, None]
+    out[:, D] = mean / std
+    return out, std
 
 
 def ln1_space(p: Params, layer: int, eps: float, rows=slice(None)) -> np.ndarray:

@@ -13,10 +13,10 @@ import numpy as np
 from minigpt2.layers import layer_norm_stats
 
 from .cache import NeuronMeanings
-from .knn import VocabIndex, select_topk
+from .knn import select_topk
 from .lowrank import MIN_TOKENS, head_topk
 from .matches import Matches, join_words
-from .spaces import Vocab, unembed_space
+from .spaces import Vocab
 
 
 @dataclass
@@ -78,9 +78,9 @@ class Context:
         return Matches.make(ids, scores, self.vocab, self.bias_threshold)
 
     @cached_property
-    def unembed_index(self) -> VocabIndex:
+    def unembed_index(self):
         """The words as the residual stream's readout sees them (lnf_w * W_E), built once per analysis."""
-        return VocabIndex(unembed_space(self.model.params, self.vocab.words), self.metric, ids=self.vocab.words)
+        return self.vocab.unembed_index(self.model.params.lnf_w, self.metric)
 
     def token_columns(self) -> list[str]:
         return [f"{t}:{s}" for t, s in enumerate(self.tokens)]

@@ -93,3 +93,36 @@ def test_inputs_are_not_modified():
     VocabIndex(keys).search_both(q, 3)
     np.testing.assert_array_equal(keys, k0)
     np.testing.assert_array_equal(q, q0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**16), st.sampled_from(["cosine", "dot"]), st.booleans())
+def test_affine_index_equals_search_over_the_built_space(seed, metric, unembed):
+    """LN spaces and the unembedding, searched from the shared normalised base, match building them."""
+    from analysis.knn import AffineIndex
+    from analysis.spaces import normalized_words
+    rng = np.random.default_rng(seed)
+    V, D = 400, 12
+    W_E = (rng.standard_normal((V, D)) * rng.uniform(0.1, 3, (V, 1)) + rng.normal(0, 1, (V, 1))).astype(np.float32)
+    words = np.sort(rng.choice(V, 300, replace=False))
+    g = rng.uniform(0.2, 2, D).astype(np.float32)
+    b = (np.zeros(D) if unembed else rng.normal(0, 0.5, D)).astype(np.float32)
+    aug, std = normalized_words(W_E, words, 1e-5)
+    x = W_E[words].astype(np.float64)
+    if unembed:
+        space = x * g
+        index = AffineIndex(aug, aug[:, :-1] ** 2, g, b, metric, ids=words, scale=std)
+    else:
+        mu = x.mean(1, keepdims=True)
+        space = (x - mu) / np.sqrt(((x - mu) ** 2).mean(1, keepdims=True) + 1e-5) * g + b
+        index = AffineIndex(aug, aug[:, :-1] ** 2, g, b, metric, ids=words)
+    q = rng.standard_normal((9, D)).astype(np.float32)
+    ref, S = brute(q, space, 5, metric)
+    idx, scores = index.search(q, 5)
+    np.testing.assert_allclose(scores, np.take_along_axis(S, ref, 1), rtol=1e-4, atol=1e-5)
+    # where an id differs from the brute force, it must be a float32 near-tie: same exact score at that rank
+    got = np.take_along_axis(S, np.searchsorted(words, idx), 1)
+    np.testing.assert_allclose(got, np.take_along_axis(S, ref, 1), rtol=1e-4, atol=1e-5)
+    ti, ts, bi, bs = index.search_both(q, 5)
+    np.testing.assert_array_equal(ti, idx)
+    np.testing.assert_allclose(bs, np.sort(S, axis=1)[:, :5], rtol=1e-4, atol=1e-5)

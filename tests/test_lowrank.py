@@ -4,8 +4,7 @@ import pytest
 
 from analysis.knn import VocabIndex
 from analysis.lowrank import head_topk
-from analysis.spaces import Vocab, ln1_space, standardize, unembed_space
-from minigpt2.layers import normalize
+from analysis.spaces import Vocab, ln1_space, normalized_words, standardize, unembed_space
 
 from .conftest import random_model, tiny_config
 
@@ -20,8 +19,8 @@ def test_low_rank_equals_full_search(metric, seed, tmp_path, monkeypatch):
     tr = model.run(rng.integers(0, cfg.d_vocab, 30))
     words = np.sort(rng.choice(cfg.d_vocab, 700, replace=False))            # a word filter
     b = np.zeros(cfg.d_vocab, np.float32)
-    normed = normalize(model.params.W_E[words], 1e-5)
-    vocab = Vocab([str(i) for i in range(cfg.d_vocab)], words, b, standardize(b), normed, normed * normed)
+    aug, std = normalized_words(model.params.W_E, words, 1e-5)
+    vocab = Vocab([str(i) for i in range(cfg.d_vocab)], words, b, standardize(b), aug, aug[:, :-1] ** 2, std)
     p, k = model.params, 7
     coords = tr.k / np.sqrt(cfg.d_head)
     for use_cache in (True, True, False):                                     # build, then read the cache
