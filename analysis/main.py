@@ -77,7 +77,7 @@ def analyze(model, text: str | None = None, ids=None, k: int = 10, metric: str =
     lap("vocabulary")
     pm, mm = tb.pattern_matches(ctx), tb.message_matches(ctx)
     lap("head kNN")
-    nm = neuron_meanings(model, vocab, k, metric, use_cache=use_cache, progress=progress)
+    nm = tb.neuron_matches(ctx, neuron_meanings(model, vocab, k, metric, use_cache=use_cache, progress=progress))
     lap("neuron meanings")
     evolution, evolution10 = tb.evolution_tables(ctx)
     stream, error = tb.stream_table(ctx, mm, nm, position)

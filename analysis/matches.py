@@ -13,22 +13,22 @@ DEFAULT_BIAS_THRESHOLD = 2.0
 
 @dataclass(frozen=True)
 class Matches:
-    ids: np.ndarray       # [n, k] vocabulary ids, best first
-    scores: np.ndarray    # [n, k] similarity (cosine or dot)
-    bias_z: np.ndarray    # [n] mean standardised token bias of the k matches
+    ids: np.ndarray        # [n, k] vocabulary ids, best first
+    scores: np.ndarray     # [n, k] similarity (cosine or dot)
+    bias_z: np.ndarray     # [n] mean standardised token bias of the k matches
     high_bias: np.ndarray  # [n] |bias_z| > threshold: show "(high bias)" instead of the words
+    cells: list[str]       # [n] what the essay shows: the words joined by commas, or "(high bias)"
 
     @classmethod
     def make(cls, ids, scores, vocab: Vocab, threshold: float) -> "Matches":
         z = vocab.bias_z[ids].mean(axis=1)
-        return cls(ids=ids, scores=scores, bias_z=z, high_bias=np.abs(z) > threshold)
+        high = np.abs(z) > threshold
+        s = vocab.strings
+        cells = [HIGH_BIAS if hb else join_words([s[j] for j in row]) for row, hb in zip(ids.tolist(), high.tolist())]
+        return cls(ids=ids, scores=scores, bias_z=z, high_bias=high, cells=cells)
 
     def words(self, i: int, vocab: Vocab) -> list[str]:
-        return [vocab.strings[j] for j in self.ids[i]]
-
-    def cell(self, i: int, vocab: Vocab) -> str:
-        """What the essay shows: the words joined by commas, or "(high bias)"."""
-        return HIGH_BIAS if self.high_bias[i] else join_words(self.words(i, vocab))
+        return [vocab.strings[j] for j in self.ids[i].tolist()]
 
 
 def join_words(words: list[str]) -> str:

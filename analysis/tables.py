@@ -119,7 +119,7 @@ def _head_table(ctx: Context, m: Matches, name: str, title: str, note: str) -> T
     for l in range(L):
         for h in range(H):
             for t in range(T):
-                rows.append([l, h, t, ctx.tokens[t], m.cell(i, ctx.vocab), round(float(m.bias_z[i]), 3),
+                rows.append([l, h, t, ctx.tokens[t], m.cells[i], round(float(m.bias_z[i]), 3),
                              join_words(m.words(i, ctx.vocab))])
                 i += 1
     return Table(name, title, ["layer", "head", "pos", "token", "words", "bias_z", "matches"], rows, note,
@@ -148,7 +148,7 @@ def attended_table(ctx: Context, pm: Matches, mm: Matches) -> Table:
             for s in range(T):
                 i = (l * H + h) * T + s
                 attn = [float(tr.attn[l, h, t, s]) if t >= s else None for t in range(T)]
-                rows.append([l, h, s, ctx.tokens[s], pm.cell(i, ctx.vocab), mm.cell(i, ctx.vocab)] + attn)
+                rows.append([l, h, s, ctx.tokens[s], pm.cells[i], mm.cells[i]] + attn)
     return Table("attended", "Attended messages",
                  ["layer", "head", "source", "token", "pattern", "message"] + ctx.token_columns(), rows,
                  "Each row is a context token at one head. The columns on the right are the attention each "
@@ -158,13 +158,21 @@ def attended_table(ctx: Context, pm: Matches, mm: Matches) -> Table:
 
 # -- neurons ------------------------------------------------------------------------------------
 
-def _neuron_cells(ctx: Context, nm: NeuronMeanings):
-    L, m, k = nm.in_ids.shape
-    return (ctx.matches(nm.in_ids.reshape(-1, k), nm.in_scores.reshape(-1, k)),
-            ctx.matches(nm.out_ids.reshape(-1, k), nm.out_scores.reshape(-1, k)))
+@dataclass(frozen=True)
+class NeuronMatches:
+    """The cached neuron meanings as Matches, rows ordered (layer, neuron)."""
+    inputs: Matches      # W_in columns vs LN2_l(W_E)
+    outputs: Matches     # W_out rows vs lnf_w * W_E: what a positive activation writes
+    negatives: Matches   # -W_out rows: what a negative activation writes
 
 
-def neurons_table(ctx: Context, nm: NeuronMeanings) -> Table:
+def neuron_matches(ctx: Context, nm: NeuronMeanings) -> NeuronMatches:
+    k = nm.in_ids.shape[-1]
+    return NeuronMatches(*(ctx.matches(i.reshape(-1, k), s.reshape(-1, k)) for i, s in
+                           ((nm.in_ids, nm.in_scores), (nm.out_ids, nm.out_scores), (nm.neg_ids, nm.neg_scores))))
+
+
+def neurons_table(ctx: Context, nm: NeuronMatches) -> Table:
     """Every neuron: static input/output words, and this prompt's activation at each token.
 
     Sorted by effect = max over tokens of |activation| x ||W_out row||, largest first.
@@ -174,12 +182,13 @@ def neurons_table(ctx: Context, nm: NeuronMeanings) -> Table:
     W_out = ctx.model.params.W_out
     out_norm = np.sqrt(np.einsum("lmd,lmd->lm", W_out, W_out))            # [L, m]
     effect = np.abs(acts).max(axis=1) * out_norm                          # [L, m]
-    inm, outm = _neuron_cells(ctx, nm)
+    cin, cout = nm.inputs.cells, nm.outputs.cells
+    acts_ln = acts.transpose(0, 2, 1).reshape(L * m, T).tolist()          # [L m, T]
+    eff = effect.reshape(-1).tolist()
     rows = []
-    for flat in np.argsort(-effect.reshape(-1), kind="stable"):
-        l, n = divmod(int(flat), m)
-        rows.append([l, n, inm.cell(flat, ctx.vocab), outm.cell(flat, ctx.vocab), float(effect[l, n])]
-                    + [float(a) for a in acts[l, :, n]])
+    for flat in np.argsort(-effect.reshape(-1), kind="stable").tolist():
+        l, n = divmod(flat, m)
+        rows.append([l, n, cin[flat], cout[flat], eff[flat]] + acts_ln[flat])
     return Table("neurons", "FFN neurons",
                  ["layer", "neuron", "input words", "output words", "effect"] + ctx.token_columns(), rows,
                  "Input words: what the neuron looks for (W_in column vs LN2 of the vocabulary). Output words: "
@@ -188,7 +197,7 @@ def neurons_table(ctx: Context, nm: NeuronMeanings) -> Table:
                  heat=tuple(ctx.token_columns()), html_limit=150, zeros_as_dashes=True)
 
 
-def bos_neurons_table(ctx: Context, nm: NeuronMeanings, limit: int = 40) -> Table:
+def bos_neurons_table(ctx: Context, nm: NeuronMatches, limit: int = 40) -> Table:
     """Neurons that fire strongly at position 0 and weakly everywhere else (like the essay's 2-666)."""
     acts = ctx.trace.mlp_acts                                             # [L, T, m]
     L, T, m = acts.shape
@@ -196,9 +205,9 @@ def bos_neurons_table(ctx: Context, nm: NeuronMeanings, limit: int = 40) -> Tabl
     rest = np.abs(acts[:, 1:, :]).max(axis=1) if T > 1 else np.zeros_like(first)
     chosen = np.argwhere((first > 0) & (rest <= 0.25 * first))
     chosen = sorted(chosen.tolist(), key=lambda ln: -first[ln[0], ln[1]])[:limit]
-    inm, outm = _neuron_cells(ctx, nm)
-    rows = [[l, n, float(first[l, n]), float(rest[l, n]), outm.cell(l * m + n, ctx.vocab),
-             inm.cell(l * m + n, ctx.vocab)] + [float(a) for a in acts[l, :, n]] for l, n in chosen]
+    cin, cout = nm.inputs.cells, nm.outputs.cells
+    rows = [[l, n, float(first[l, n]), float(rest[l, n]), cout[l * m + n], cin[l * m + n]]
+            + [float(a) for a in acts[l, :, n]] for l, n in chosen]
     return Table("bos_neurons", "BOS neurons",
                  ["layer", "neuron", "activation at 0", "max |activation| elsewhere", "output words",
                   "input words"] + ctx.token_columns(), rows,
@@ -261,7 +270,7 @@ def prediction_score(trace) -> tuple[int, int]:
     return int((np.argmax(trace.logits[:-1], axis=-1) == ids[1:]).sum()), len(ids) - 1
 
 
-def stream_table(ctx: Context, mm: Matches, nm: NeuronMeanings, pos: int) -> tuple[Table, float]:
+def stream_table(ctx: Context, mm: Matches, nm: NeuronMatches, pos: int) -> tuple[Table, float]:
     """Every contribution to the final residual at pos, with its direct effect on the predicted token's logit.
 
     Direct effect of contribution c: ((c - mean c) / std) . (lnf_w * W_E[pred]), with std the ln_f scale of
@@ -284,25 +293,22 @@ def stream_table(ctx: Context, mm: Matches, nm: NeuronMeanings, pos: int) -> tup
     # output meanings (negative activations read the bottom words), the rest are searched here.
     other = np.flatnonzero(~np.isin(d.kind, ("message", "neuron")))
     om = ctx.matches(*ctx.unembed_index.search(d.vectors[other], ctx.k))
-    other_cell = {int(i): om.cell(j, ctx.vocab) for j, i in enumerate(other)}
-    k = ctx.k
-    pos_m = ctx.matches(nm.out_ids.reshape(-1, k), nm.out_scores.reshape(-1, k))
-    neg_m = ctx.matches(nm.neg_ids.reshape(-1, k), nm.neg_scores.reshape(-1, k))
+    other_cell = dict(zip(other.tolist(), om.cells))
+    msg_cells, pos_cells, neg_cells = mm.cells, nm.outputs.cells, nm.negatives.cells
     labels = d.labels
     rows = []
-    for i in range(len(d)):
-        kind, l, w = str(d.kind[i]), int(d.layer_of[i]), float(d.weight[i])
+    for i, kind, l, h, src, n, w, norm, eff in zip(range(len(d)), d.kind.tolist(), d.layer_of.tolist(),
+                                                    d.head.tolist(), d.source.tolist(), d.neuron.tolist(),
+                                                    d.weight.tolist(), norms.tolist(), effect.tolist()):
         if kind == "message":
-            words = mm.cell((l * H + int(d.head[i])) * T + int(d.source[i]), ctx.vocab)
+            words = msg_cells[(l * H + h) * T + src]
         elif kind == "neuron":
-            flat = l * m + int(d.neuron[i])
-            words = "--" if w == 0 else (pos_m if w > 0 else neg_m).cell(flat, ctx.vocab)
+            words = "--" if w == 0 else (pos_cells if w > 0 else neg_cells)[l * m + n]
         else:
             words = other_cell[i]
-        src = int(d.source[i])
-        rows.append([labels[i], kind, l if l >= 0 else None, int(d.head[i]) if kind == "message" else None,
-                     src if kind == "message" else None, ctx.tokens[src] if kind == "message" else None,
-                     int(d.neuron[i]) if kind == "neuron" else None, w, float(norms[i]), float(effect[i]), words])
+        msg = kind == "message"
+        rows.append([labels[i], kind, l if l >= 0 else None, h if msg else None, src if msg else None,
+                     ctx.tokens[src] if msg else None, n if kind == "neuron" else None, w, norm, eff, words])
     rows.sort(key=lambda r: -abs(r[9]))
     b_U = float(p.lnf_b @ p.W_E[pred])
     note = (f"Every contribution to the residual at position {pos} ({ctx.tokens[pos]!r}) after the last layer: "

@@ -121,7 +121,7 @@ def test_token_bias_and_high_bias_filter_on_real_vocabulary(gpt2_tokenizer):
     vocab = Vocab(gpt2_tokenizer.vocab_strings(), np.arange(50257), b, standardize(b))
     m = Matches.make(np.array([[43453, 30898, 30212], [464, 1363, 1057], [11, 13, 262]]), np.ones((3, 3)), vocab, 2.0)
     assert m.high_bias.tolist() == [True, False, True]
-    assert m.cell(0, vocab) == HIGH_BIAS and m.cell(1, vocab) == "The, home, run"
+    assert m.cells[0] == HIGH_BIAS and m.cells[1] == "The, home, run"
     assert m.bias_z[0] < 0 < m.bias_z[2]
 
 
