@@ -97,6 +97,16 @@ def child(method: str, n: int, like: str, out: str) -> None:
     print(json.dumps({"time": dt, "peak_mb": peak}))
 
 
+def near_tie_gap(q, keys, theirs, ours) -> str:
+    """For rows that differ: the largest float64 exact-score gap between the two answers, rank by rank.
+    A gap at float32 rounding level means both are exact top-k lists that order a near-tie differently."""
+    rows = np.flatnonzero((theirs != ours).any(axis=1))
+    qn, kn = unit(q[rows].astype(np.float64)), unit(keys.astype(np.float64))
+    a = np.einsum("rd,rkd->rk", qn, kn[theirs[rows]])
+    b = np.einsum("rd,rkd->rk", qn, kn[ours[rows]])
+    return f"near-ties: max exact-score gap {np.abs(a - b).max():.1e}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--queries", type=int, nargs="+", default=[1152, 8192, 73728])
@@ -124,9 +134,10 @@ def main() -> None:
             res = json.loads(r.stdout.strip().splitlines()[-1])
             results[name] = (res, np.load(out))
         ours = results["analysis.topk"]
+        q, keys = data(args.like, n) if len(results) > 1 else (None, None)
         for name, (res, idx) in results.items():
             same = int((idx == ours[1]).all(axis=1).sum())
-            ident = "identical" if same == n else f"{n - same} rows differ"
+            ident = "identical" if same == n else f"{n - same} rows differ ({near_tie_gap(q, keys, idx, ours[1])})"
             rows.append([n, name, f"{res['time']:.2f} s", f"{res['peak_mb']:.0f} MB",
                          ident if name != "analysis.topk" else "-", f"{ours[0]['time'] / res['time']:.2f}x"])
     print(table(["queries", "method", "time", "peak memory", "vs analysis.topk", "topk time / this"], rows))

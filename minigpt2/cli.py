@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "deviations of the bias (default: 2.0)")
     a.add_argument("--position", type=int, default=-1, help="token whose residual the stream tab breaks down (default: last)")
     a.add_argument("--no-bos", action="store_true", help="do not prepend <|endoftext|>")
-    a.add_argument("--no-cache", action="store_true", help="recompute the neuron meanings instead of using the disk cache")
+    a.add_argument("--no-cache", action="store_true",
+                   help="neither read nor write the disk cache (neuron meanings, projected head vocabularies)")
     a.set_defaults(func=cmd_analyze)
 
     g = sub.add_parser("generate", help="greedy text generation")
