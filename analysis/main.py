@@ -25,6 +25,7 @@ class Report:
     total: int
     decomposition_error: float           # max |sum of stream rows - resid_pre[L, pos]|
     words_dropped: int                   # tokens the BPE-fragment filter removed from every search
+    word_filter: str                     # "whole words", or "valid text" for a vocabulary with too few
     timings: dict[str, float] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> tb.Table:
@@ -34,7 +35,8 @@ class Report:
     def subtitle(self) -> str:
         return (f"model {self.model_source} · predicts {self.correct} out of {self.total} tokens · "
                 f"decomposition error {self.decomposition_error:.2e} · {self.words_dropped} BPE fragments "
-                "filtered from the vocabulary")
+                "filtered from the vocabulary" + ("" if self.word_filter == "whole words" else
+                                                  " (too few whole words: every token of valid text kept)"))
 
     def _repr_html_(self) -> str:
         return page_html(f"minigpt2: {self.text}", self.subtitle, list(self.tables.values()))
@@ -69,9 +71,9 @@ def analyze(model, text: str | None = None, ids=None, k: int = 10, metric: str =
     if not -trace.n_tokens <= position < trace.n_tokens:
         raise ValueError(f"position {position} is outside the prompt's {trace.n_tokens} tokens")
     lap("forward")
-    vocab = build_vocab(model)
+    vocab = build_vocab(model, min_words=k)
     if len(vocab.words) < k:
-        raise ValueError(f"only {len(vocab.words)} whole-word tokens in the vocabulary, fewer than k={k}")
+        raise ValueError(f"only {len(vocab.words)} tokens of valid text in the vocabulary, fewer than k={k}")
     ctx = tb.Context(model, trace, vocab, model.token_strings(trace.ids), k, metric, bias_threshold,
                      use_cache=use_cache, progress=progress)
     lap("vocabulary")
@@ -88,7 +90,7 @@ def analyze(model, text: str | None = None, ids=None, k: int = 10, metric: str =
     correct, total = tb.prediction_score(trace)
     return Report(text=text if text is not None else model.decode(ids), model_source=model.source,
                   tables={t.name: t for t in out}, correct=correct, total=total, decomposition_error=error,
-                  words_dropped=vocab.n_dropped, timings=timings)
+                  words_dropped=vocab.n_dropped, word_filter=vocab.filter, timings=timings)
 
 
 def summary_lines(report: Report, out: Path) -> list[str]:

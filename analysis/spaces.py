@@ -28,6 +28,7 @@ class Vocab:
                                           #   bias), and a last column mean_w / std_w, so W_E[w] = std_w (n_w, last) . (I, 1)
     normed_sq: np.ndarray | None = None   # [n_words, D] n_w squared (for the spaces' norms)
     row_std: np.ndarray | None = None     # [n_words] std_w = sqrt(var(W_E[w]) + eps)
+    filter: str = "whole words"           # which rule chose the words: "whole words" or "valid text"
 
     @property
     def normed(self) -> np.ndarray:
@@ -58,14 +59,15 @@ def standardize(b: np.ndarray) -> np.ndarray:
     return ((b - b.mean()) / (b.std() + np.float32(1e-12))).astype(np.float32)
 
 
-def word_ids(tokenizer, d_vocab: int, strings: list[str] | None = None) -> np.ndarray:
+def word_ids(tokenizer, d_vocab: int, strings: list[str] | None = None, whole_words: bool = True) -> np.ndarray:
     """Ids of whole-word tokens: the BPE-fragment filter.
 
     A token is kept when (1) it decodes alone to valid, non-blank text (no U+FFFD from a cut
     multi-byte character), (2) encoding that text gives back exactly this one token, and (3) it is
     a whole word: it starts with a space (GPT-2 marks word starts so), or the same text with a
     leading space is also one token ("home" / " home"), or it is a special token (<|endoftext|>).
-    Byte fragments fail (1) or (2); word pieces such as "alysis" fail (3).
+    Byte fragments fail (1) or (2); word pieces such as "alysis" fail (3). With whole_words=False,
+    only (1) and (2) apply (for byte-level toy vocabularies, which have no whole words).
     """
     strings = tokenizer.vocab_strings() if strings is None else strings
     encoded = tokenizer._tok.encode_batch(strings, add_special_tokens=False)
@@ -78,18 +80,22 @@ def word_ids(tokenizer, d_vocab: int, strings: list[str] | None = None) -> np.nd
             continue
         if not s.strip() or "\ufffd" in s or e.ids != [i]:
             continue
-        if s.startswith(" ") or (" " + s) in vocab:
+        if not whole_words or s.startswith(" ") or (" " + s) in vocab:
             keep.append(i)
     return np.asarray(keep, dtype=np.int64)
 
 
-def build_vocab(model) -> Vocab:
+def build_vocab(model, min_words: int = 1) -> Vocab:
+    """The analysis' view of the vocabulary. If the whole-word filter leaves fewer than min_words tokens
+    (a byte-level toy vocabulary), it falls back to every token of valid text (Vocab.filter says which)."""
     b = token_bias(model.params)
     strings = model.tokenizer.vocab_strings()
-    words = word_ids(model.tokenizer, model.cfg.d_vocab, strings)
+    words, rule = word_ids(model.tokenizer, model.cfg.d_vocab, strings), "whole words"
+    if len(words) < min_words:
+        words, rule = word_ids(model.tokenizer, model.cfg.d_vocab, strings, whole_words=False), "valid text"
     normed_aug, row_std = normalized_words(model.params.W_E, words, model.cfg.layer_norm_eps)
     return Vocab(strings=strings, words=words, bias=b, bias_z=standardize(b), normed_aug=normed_aug,
-                 normed_sq=np.square(normed_aug[:, :-1]), row_std=row_std)
+                 normed_sq=np.square(normed_aug[:, :-1]), row_std=row_std, filter=rule)
 
 
 def normalized_words(W_E: np.ndarray, words: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:

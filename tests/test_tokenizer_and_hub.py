@@ -67,3 +67,17 @@ def test_generate_is_greedy_argmax():
     for i in range(3, 7):
         assert out[i] == np.argmax(m.logits(out[:i])[-1])
     assert len(m.generate(np.arange(22), 10)) == 24  # stops at n_ctx
+
+
+@pytest.mark.skipif(_online(), reason="the hub is reachable: this test is about being offline")
+def test_unreachable_hub_fails_fast_without_retry_noise(tmp_path):
+    """No HF_HUB_OFFLINE: the reachability check answers in seconds, not after the hub library's retries."""
+    import time
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_") and "proxy" not in k.lower()}
+    env["HF_HOME"] = str(tmp_path / "hf")
+    t = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "minigpt2.cli", "generate", "x", "--model", "gpt2"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1 and time.perf_counter() - t < 20
+    assert out.stderr.startswith("minigpt2: error: could not download 'gpt2'") and out.stderr.count("\n") == 1
+    assert "cannot reach huggingface.co" in out.stderr and "make-checkpoint" in out.stderr
