@@ -40,7 +40,7 @@ class Table:
             w = csv.writer(f)
             w.writerow(self.columns)
             for r in self.rows:
-                w.writerow([display(v, self.zeros_as_dashes) for v in r])
+                w.writerow([display(v, self.zeros_as_dashes, digits=7) for v in r])   # float32's precision
 
     def _repr_html_(self) -> str:
         from .report import table_html
@@ -51,13 +51,14 @@ class Table:
         return len(self.rows)
 
 
-def display(v, zeros_as_dashes: bool = False):
+def display(v, zeros_as_dashes: bool = False, digits: int = 4):
+    """A cell as text: None blank, exact zeros "--" where asked, floats to `digits` significant digits."""
     if v is None:
         return ""
     if isinstance(v, (float, np.floating)):
         if zeros_as_dashes and v == 0.0:
             return "--"
-        return f"{float(v):.4g}"
+        return f"{float(v):.{digits}g}"
     return v
 
 
@@ -138,22 +139,38 @@ def messages_table(ctx: Context, mm: Matches) -> Table:
                        "vocabulary as the final LayerNorm reads it (ln_f gain x W_E).")
 
 
+ATTENDED_CELLS = 2_000_000      # attended.csv: whole heads up to this many attention cells
+ATTENDED_HTML_CELLS = 200_000   # the page: a browser stays responsive
+
+
 def attended_table(ctx: Context, pm: Matches, mm: Matches) -> Table:
-    """Per head and source token: its pattern words, its message words, and the attention each query gave it."""
+    """Per head and source token: its pattern words, its message words, and the attention each query gave it.
+
+    Heads come most interesting first: least attention parked on position 0 (the essay's "no-op" heads
+    attend there). Each head is T rows of T attention columns, so a long prompt keeps whole heads up to
+    ATTENDED_CELLS cells (the note says how many); trace.attn always has all of them.
+    """
     tr = ctx.trace
     L, H, T = tr.attn.shape[:3]
+    to_first = tr.attn[:, :, 1:, 0].mean(axis=2) if T > 1 else np.zeros((L, H))   # [L, H]
+    order = np.argsort(to_first.reshape(-1), kind="stable").tolist()
+    n_heads = max(1, min(L * H, ATTENDED_CELLS // (T * T)))
     rows = []
-    for l in range(L):
-        for h in range(H):
-            for s in range(T):
-                i = (l * H + h) * T + s
-                attn = [float(tr.attn[l, h, t, s]) if t >= s else None for t in range(T)]
-                rows.append([l, h, s, ctx.tokens[s], pm.cells[i], mm.cells[i]] + attn)
+    for flat in order[:n_heads]:
+        l, h = divmod(flat, H)
+        a = tr.attn[l, h].T.tolist()                                      # [source][query]
+        for s_ in range(T):
+            i = flat * T + s_
+            rows.append([l, h, s_, ctx.tokens[s_], pm.cells[i], mm.cells[i]]
+                        + [None] * s_ + a[s_][s_:])
+    kept = "" if n_heads == L * H else (f" This prompt is long: the table keeps the {n_heads} of {L * H} heads that "
+                                        "attend least to position 0 (Trace.attn has them all).")
     return Table("attended", "Attended messages",
                  ["layer", "head", "source", "token", "pattern", "message"] + ctx.token_columns(), rows,
                  "Each row is a context token at one head. The columns on the right are the attention each "
-                 "query token gave it: which patterns were matched, which messages were picked up.",
-                 heat=tuple(ctx.token_columns()))
+                 "query token gave it: which patterns were matched, which messages were picked up. Heads are "
+                 "ordered by how little attention they park on position 0, most interesting first." + kept,
+                 heat=tuple(ctx.token_columns()), html_limit=max(T, ATTENDED_HTML_CELLS // (T + 6) // T * T))
 
 
 # -- neurons ------------------------------------------------------------------------------------

