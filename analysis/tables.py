@@ -10,7 +10,7 @@ from functools import cached_property
 
 import numpy as np
 
-from minigpt2.layers import layer_norm_stats
+from minigpt2.layers import inv_std
 
 from .cache import NeuronMeanings
 from .knn import select_topk
@@ -301,10 +301,10 @@ def stream_table(ctx: Context, mm: Matches, nm: NeuronMatches, pos: int) -> tupl
     d = tr.decompose(L, pos)
     error = d.max_abs_error()
     pred = int(np.argmax(tr.logits[pos]))
-    _, inv_std = layer_norm_stats(tr.resid_pre[L, pos], cfg.layer_norm_eps)
+    scale = inv_std(tr.resid_pre[L, pos], cfg.layer_norm_eps)               # [1]: ln_f's 1/std at pos
     direction = p.lnf_w * p.W_E[pred]                                     # [D]
     centred = d.vectors - d.vectors.mean(axis=1, keepdims=True)
-    effect = (centred @ direction) * inv_std[0]                           # [n]
+    effect = (centred @ direction) * scale[0]                             # [n]
     norms = np.sqrt(np.einsum("nd,nd->n", d.vectors, d.vectors))
     # words: messages reuse the message matches (attention >= 0 keeps the direction), neurons the cached
     # output meanings (negative activations read the bottom words), the rest are searched here.

@@ -16,10 +16,9 @@ def _centred_and_inv_std(x: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndar
     return c, np.float32(1.0) / np.sqrt(var + np.float32(eps))[..., None]     # [..., 1]
 
 
-def layer_norm_stats(x: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and 1/std over the last axis (biased variance, as torch.nn.LayerNorm)."""
-    c, inv_std = _centred_and_inv_std(x, eps)
-    return x.mean(axis=-1, keepdims=True), inv_std
+def inv_std(x: np.ndarray, eps: float) -> np.ndarray:
+    """1 / sqrt(var + eps) over the last axis, [..., 1]: the scale a LayerNorm applies to x."""
+    return _centred_and_inv_std(x, eps)[1]
 
 
 def normalize(x: np.ndarray, eps: float) -> np.ndarray:
