@@ -6,6 +6,7 @@ Keys: the unembedding space (ln_f gain x W_E, 50257 x 768); queries: FFN output 
 columns of the same synthetic checkpoint (what the neuron-meaning cache searches). Each method runs
 in a fresh subprocess, so its peak memory (max RSS over the loaded baseline) is its own.
 Naive full argsort is skipped above 8192 queries (minutes); faiss is skipped if not installed.
+Up to 8192 queries each method runs twice and the better time counts.
 """
 from __future__ import annotations
 
@@ -89,9 +90,12 @@ def child(method: str, n: int, like: str, out: str) -> None:
     gc.collect()
     base = rss_kb("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")   # reset the peak (VmHWM) to the current RSS
-    t = time.perf_counter()
-    idx = METHODS[method](q, keys)
-    dt = time.perf_counter() - t
+    times = []
+    for _ in range(2 if n <= 8192 else 1):          # best of two where it is cheap: the machine is noisy
+        t = time.perf_counter()
+        idx = METHODS[method](q, keys)
+        times.append(time.perf_counter() - t)
+    dt = min(times)
     peak = (rss_kb("VmHWM") - base) / 1024
     np.save(out, idx)
     print(json.dumps({"time": dt, "peak_mb": peak}))
