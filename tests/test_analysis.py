@@ -57,12 +57,25 @@ def ln64(x, w, b, eps=1e-5):
     return (x - mu) / np.sqrt(((x - mu) ** 2).mean(-1, keepdims=True) + eps) * w + b
 
 
-def brute_words(model, vec, space, ids, k):
-    """Top-k vocabulary strings of vec by cosine against space rows (vocab ids `ids`), full sort."""
+def brute_ids(vec, space, ids, k):
+    """Top-k vocabulary ids of vec by cosine against space rows (vocab ids `ids`), full sort in float64."""
     s = space / np.linalg.norm(space, axis=1, keepdims=True)
     sims = s @ (vec.astype(np.float64) / np.linalg.norm(vec))
-    order = np.argsort(-sims, kind="stable")[:k]
-    return ",".join(model.tokenizer.decode([i]) for i in ids[order])
+    return ids[np.argsort(-sims, kind="stable")[:k]]
+
+
+def brute_words(model, vec, space, ids, k):
+    return ",".join(model.tokenizer.decode([i]) for i in brute_ids(vec, space, ids, k))
+
+
+def expected_cell(model, top_ids, threshold=2.0):
+    """The essay's cell, decided here from the weights: "(high bias)" when the matches' mean token bias
+    (ln_f.bias . W_E[v], standardised over the vocabulary) is beyond the threshold."""
+    b = model.params.W_E.astype(np.float64) @ model.params.lnf_b
+    z = (b - b.mean()) / b.std()
+    if abs(z[top_ids].mean()) > threshold:
+        return HIGH_BIAS
+    return ",".join(model.tokenizer.decode([i]) for i in top_ids)
 
 
 def row(table, **where):
@@ -169,10 +182,9 @@ def test_neurons_static_words_activations_and_order(model, report, words):
     r = row(table, layer=1, neuron=17)
     assert [r[c] for c in table.columns[5:]] == pytest.approx(tr.mlp_acts[1, :, 17].tolist())
     in_space = ln64(p.W_E[words], p.ln2_w[1], p.ln2_b[1])
-    expect_in = brute_words(model, p.W_in[1][:, 17], in_space, words, 5)
-    assert r["input words"] in (expect_in, HIGH_BIAS)
-    expect_out = brute_words(model, p.W_out[1][17], p.W_E[words].astype(np.float64) * p.lnf_w, words, 5)
-    assert r["output words"] in (expect_out, HIGH_BIAS)
+    assert r["input words"] == expected_cell(model, brute_ids(p.W_in[1][:, 17], in_space, words, 5))
+    out_space = p.W_E[words].astype(np.float64) * p.lnf_w
+    assert r["output words"] == expected_cell(model, brute_ids(p.W_out[1][17], out_space, words, 5))
 
 
 def test_exact_zero_activations_show_as_dashes(report, tmp_path):
@@ -192,10 +204,11 @@ def test_bos_neurons_fire_at_position_0_only(model, report):
     for r in report["bos_neurons"].rows:
         l, n = r[0], r[1]
         assert a[l, 0, n] > 0 and np.abs(a[l, 1:, n]).max() <= 0.25 * a[l, 0, n]
-    expected = {(l, n) for l in range(2) for n in range(256)
-                if a[l, 0, n] > 0 and np.abs(a[l, 1:, n]).max() <= 0.25 * a[l, 0, n]}
-    assert {(r[0], r[1]) for r in report["bos_neurons"].rows} == set(sorted(expected)[:40]) or \
-        len(report["bos_neurons"]) == 40
+    qualifying = [(l, n) for l in range(2) for n in range(256)
+                  if a[l, 0, n] > 0 and np.abs(a[l, 1:, n]).max() <= 0.25 * a[l, 0, n]]
+    expected = sorted(qualifying, key=lambda ln: -a[ln[0], 0, ln[1]])[:40]     # strongest at position 0 first
+    assert [(r[0], r[1]) for r in report["bos_neurons"].rows] == expected
+    assert expected, "the fixture should have some BOS neurons, or this test checks nothing"
 
 
 def test_evolution_is_the_logit_lens(model, report):
