@@ -39,11 +39,16 @@ def write_byte_tokenizer(out: Path, d_vocab: int) -> int:
     return d_vocab - 1
 
 
-def random_hf_tensors(cfg: GPT2Config, seed: int = 0, hub_layout: bool = True) -> dict[str, np.ndarray]:
+def random_hf_tensors(cfg: GPT2Config, seed: int = 0, hub_layout: bool = True,
+                      progress: bool = False) -> dict[str, np.ndarray]:
     """Every tensor of a HF GPT-2 file, randomised (biases and LayerNorms too, so no bias bug hides)."""
+    from tqdm.auto import tqdm
+
     rng = np.random.default_rng(seed)
     out = {}
-    for name, shape in hf_shapes(cfg).items():
+    shapes = hf_shapes(cfg)
+    for name, shape in tqdm(shapes.items(), total=len(shapes), desc="random weights", unit="tensor",
+                            disable=not progress, leave=False):
         if name.endswith(("ln_1.weight", "ln_2.weight", "ln_f.weight")):
             arr = 1.0 + 0.1 * rng.standard_normal(shape, dtype=np.float32)
         elif name.endswith(".bias") or "ln_" in name:
@@ -60,7 +65,7 @@ def random_hf_tensors(cfg: GPT2Config, seed: int = 0, hub_layout: bool = True) -
     return out
 
 
-def make_checkpoint(cfg: GPT2Config, out: str | Path, seed: int = 0) -> Path:
+def make_checkpoint(cfg: GPT2Config, out: str | Path, seed: int = 0, progress: bool = False) -> Path:
     """Write config.json, model.safetensors and a tokenizer into out. Returns out.
 
     A GPT-2-sized vocabulary (50257) gets the real GPT-2 tokenizer, built from OpenAI's BPE files as the
@@ -81,5 +86,6 @@ def make_checkpoint(cfg: GPT2Config, out: str | Path, seed: int = 0) -> Path:
         bos = write_byte_tokenizer(out, cfg.d_vocab)
     cfg = GPT2Config(**{**cfg.__dict__, "bos_token_id": bos})
     (out / "config.json").write_text(json.dumps(cfg.to_hf(), indent=2) + "\n")
-    save_file(random_hf_tensors(cfg, seed), str(out / "model.safetensors"), metadata={"format": "pt"})
+    save_file(random_hf_tensors(cfg, seed, progress=progress), str(out / "model.safetensors"),
+              metadata={"format": "pt"})
     return out

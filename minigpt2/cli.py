@@ -38,7 +38,7 @@ def cmd_make_checkpoint(args) -> int:
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.force:
         raise ValueError(f"{out} exists and is not empty (use --force to overwrite)")
-    make_checkpoint(KNOWN_CONFIGS[args.like], out, seed=args.seed)
+    make_checkpoint(KNOWN_CONFIGS[args.like], out, seed=args.seed, progress=sys.stderr.isatty())
     print(f"wrote random {args.like}-shaped weights to {out} (for offline use: the words they produce mean nothing)")
     return 0
 
