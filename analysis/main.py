@@ -11,7 +11,7 @@ import numpy as np
 from . import tables as tb
 from .cache import neuron_meanings
 from .matches import DEFAULT_BIAS_THRESHOLD
-from .report import page_html, write_report
+from .report import report_html, write_report
 from .spaces import build_vocab
 
 
@@ -39,7 +39,10 @@ class Report:
                                                   " (too few whole words: every token of valid text kept)"))
 
     def _repr_html_(self) -> str:
-        return page_html(f"minigpt2: {self.text}", self.subtitle, list(self.tables.values()))
+        """In Jupyter: the report's tabs, with ids of their own (several reports can share a notebook)."""
+        import uuid
+        return report_html(f"minigpt2: {self.text}", self.subtitle, list(self.tables.values()),
+                           uid=f"r{uuid.uuid4().hex[:8]}-")
 
     def write(self, out: str | Path) -> Path:
         return write_report(out, f"minigpt2: {self.text}", self.subtitle, list(self.tables.values()))

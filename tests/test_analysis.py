@@ -257,7 +257,19 @@ def test_write_report_files_and_html_escaping(model, tmp_path):
     assert "cdn" not in page.lower() and "<script src" not in page
     with open(out / "patterns.csv", encoding="utf-8") as f:
         assert next(csv.reader(f)) == ["layer", "head", "pos", "token", "words", "bias_z", "matches"]
-    assert rep._repr_html_().startswith("<!DOCTYPE html>") and "Patterns" in rep["patterns"]._repr_html_()
+    assert "Patterns" in rep["patterns"]._repr_html_()
+
+
+def test_notebook_html_is_scoped_and_two_reports_do_not_collide(model):
+    import re
+    rep = analyze(model, PROMPT, k=3, progress=False)
+    a, b = rep._repr_html_(), rep._repr_html_()
+    assert not a.startswith("<!DOCTYPE") and a.startswith('<div class="mg2r">')
+    css = re.search(r"<style>(.*?)</style>", a, re.S).group(1)
+    rules = [r.split("{")[0] for r in css.replace("}", "}\n").splitlines() if "{" in r]
+    assert rules and all(part.strip().startswith(".mg2r") for sel in rules for part in sel.split(","))
+    ids_a, ids_b = set(re.findall(r'id="([^"]+)"', a)), set(re.findall(r'id="([^"]+)"', b))
+    assert len(ids_a) == 9 and not ids_a & ids_b
 
 
 def test_failed_write_leaves_previous_report_and_no_debris(model, tmp_path, monkeypatch):
