@@ -6,8 +6,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from . import tables as tb
 from .cache import neuron_meanings
 from .matches import DEFAULT_BIAS_THRESHOLD

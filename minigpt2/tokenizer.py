@@ -55,7 +55,7 @@ class GPT2Tokenizer:
                 return cls(Tokenizer.from_file(str(d / "tokenizer.json")), bos_id, d_vocab)
             if (d / "vocab.json").is_file() and (d / "merges.txt").is_file():
                 return cls(gpt2_bpe_tokenizer(d / "vocab.json", d / "merges.txt"), bos_id, d_vocab)
-        except (Exception,) as e:  # tokenizers raises a bare Exception on malformed files
+        except Exception as e:  # tokenizers raises a bare Exception on malformed files
             if isinstance(e, TokenizerError):
                 raise
             raise TokenizerError(f"{d}: cannot read the tokenizer ({e})") from None

@@ -63,9 +63,10 @@ def test_decomposition_sums_to_resid_pre_at_every_layer_and_position(case, data)
         close(d.total(), tr.resid_pre[layer, pos].astype(np.float64), rtol=1e-5)
         L_, H, S, m = layer, model.cfg.n_heads, pos + 1, model.cfg.d_mlp
         assert len(d) == 2 + L_ * (H * S + 1 + m + 1)
-        msg = d.kind == "message"
-        np.testing.assert_array_equal(np.sort(d.weight[msg & (d.head == 0) & (d.layer_of == 0)]) if layer else [],
-                                      np.sort(tr.attn[0, 0, pos, :S]) if layer else [])
+        if layer:  # the message rows of head 0-0 carry that head's attention from pos to each source
+            rows = (d.kind == "message") & (d.head == 0) & (d.layer_of == 0)
+            np.testing.assert_array_equal(d.source[rows], np.arange(S))
+            np.testing.assert_array_equal(d.weight[rows], tr.attn[0, 0, pos, :S])
 
 
 @SETTINGS

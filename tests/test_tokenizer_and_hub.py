@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 import minigpt2
-from minigpt2 import LoadError
 
 from .conftest import FIXTURES
 
