@@ -89,6 +89,22 @@ class AffineIndex:
             inv = np.where(norm > 0, f(1) / np.where(norm > 0, norm, f(1)), f(0))
             self.col_scale = inv * a if self.shifted else inv
 
+    def project(self, W: np.ndarray) -> np.ndarray:
+        """The keys seen through W [D, n]: s_v @ W for every key, [V, n], times 1/|s_v| for cosine.
+
+        A query q . (s_v @ W) scores like (q W^T) . s_v would here: the low-rank head search's vocabulary.
+        """
+        W = W.astype(np.float32)
+        gW = self.gamma[:, None] * W                                                  # [D, n]
+        if self.shifted:                                                              # base [V, D+1]
+            P = self.base @ np.vstack([gW, (self.gamma @ W)[None]])
+        else:
+            P = self.base @ gW
+            P += self.beta @ W
+        if self.col_scale is not None:                                                # a_v, or a_v / |s_v|
+            P *= self.col_scale[:, None]
+        return P
+
     def search(self, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """(indices [n, k], scores [n, k]), as VocabIndex.search."""
         idx, sc = self._run(queries, k, also_bottom=False)

@@ -18,35 +18,29 @@ import numpy as np
 
 from .cache import cache_dir, fingerprint
 from .knn import _POOL, CHUNK_BYTES, select_topk
-from .spaces import Vocab, unembed_space
+from .spaces import Vocab
 
 MIN_TOKENS = 64   # below this the full search is cheaper than reading the projected vocabularies
 
 
-def _norms(S: np.ndarray) -> np.ndarray:
-    n = np.sqrt(np.einsum("vd,vd->v", S, S, dtype=np.float64)).astype(np.float32)
-    return np.where(n > 0, n, np.float32(1))
-
-
 def build_projected(model, vocab: Vocab, kind: str, layer: int, metric: str) -> np.ndarray:
-    """P [H, V_words, e]: the word vocabulary seen through each head's W_Q (patterns) or W_O^T (messages)."""
+    """P [H, V_words, e]: the word vocabulary seen through each head's W_Q (patterns) or W_O^T (messages).
+
+    Both spaces are the vocabulary's affine indexes (LN1_l(W_E), lnf_w * W_E) projected through W, so
+    neither 128 MB space is ever built.
+    """
     p, cfg = model.params, model.cfg
     H, D, e = cfg.n_heads, cfg.d_model, cfg.d_head
-    if kind == "pattern":   # S = LN1_l(W_E) = gamma * normed + beta, never built: S W = normed (gamma W) + beta W
-        W = p.W_Q[layer].transpose(1, 0, 2).reshape(D, H * e)                      # [D, H e]
-        g, b = p.ln1_w[layer], p.ln1_b[layer]
-        P = vocab.normed @ (g[:, None] * W)                                         # [Vw, D] @ [D, H e]
-        P += b @ W
-        if metric == "cosine":
-            P *= vocab.ln_index(g, b, metric).col_scale[:, None]                    # 1 / |s_v|
+    if kind == "pattern":
+        index = vocab.ln_index(p.ln1_w[layer], p.ln1_b[layer], metric)                # LN1_l(W_E[words])
+        W = p.W_Q[layer].transpose(1, 0, 2).reshape(D, H * e)                          # [D, H e]
     elif kind == "message":
-        S = unembed_space(p, vocab.words)
-        P = S @ p.W_O[layer].reshape(H * e, D).T                                   # [Vw, D] @ [D, H e]
-        if metric == "cosine":
-            P /= _norms(S)[:, None]
+        index = vocab.unembed_index(p.lnf_w, metric)                                   # lnf_w * W_E[words]
+        W = p.W_O[layer].reshape(H * e, D).T                                           # [D, H e]
     else:
         raise ValueError(f"kind must be 'pattern' or 'message', got {kind!r}")
-    return np.ascontiguousarray(P.reshape(-1, H, e).transpose(1, 0, 2))           # [H, Vw, e]
+    P = index.project(W)                                                               # [Vw, H e]
+    return np.ascontiguousarray(P.reshape(-1, H, e).transpose(1, 0, 2))               # [H, Vw, e]
 
 
 def cache_folder(model, vocab: Vocab, metric: str) -> Path:
