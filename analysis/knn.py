@@ -16,18 +16,28 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from minigpt2.errors import InputError
+
 GROUP = 16
 CHUNK_BYTES = 256 << 20  # scores per chunk: 256 MiB (~1300 rows of GPT-2's vocabulary), so peak memory
                          # stays bounded for any n; smaller chunks slow BLAS down (280 vs 340 GFLOP/s)
 _POOL = ThreadPoolExecutor(2)  # selection runs on two threads (numpy releases the GIL in these kernels)
 
 
+METRICS = ("cosine", "dot")
+
+
+def check_metric(metric: str) -> str:
+    if metric not in METRICS:
+        raise InputError(f"metric must be 'cosine' or 'dot', got {metric!r}")
+    return metric
+
+
 class VocabIndex:
     """Keys [V, D] prepared once (normalised for cosine), searched many times."""
 
     def __init__(self, keys: np.ndarray, metric: str = "cosine", ids: np.ndarray | None = None):
-        if metric not in ("cosine", "dot"):
-            raise ValueError(f"metric must be 'cosine' or 'dot', got {metric!r}")
+        check_metric(metric)
         keys = np.asarray(keys, dtype=np.float32)
         if keys.ndim != 2 or keys.shape[0] == 0:
             raise ValueError(f"keys must be a non-empty [V, D] matrix, got shape {keys.shape}")
@@ -68,8 +78,7 @@ class AffineIndex:
 
     def __init__(self, base_aug: np.ndarray, base_sq: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
                  metric: str = "cosine", ids: np.ndarray | None = None, scale: np.ndarray | None = None):
-        if metric not in ("cosine", "dot"):
-            raise ValueError(f"metric must be 'cosine' or 'dot', got {metric!r}")
+        check_metric(metric)
         D = base_sq.shape[1]
         self.shifted = scale is not None
         if self.shifted and np.any(beta):

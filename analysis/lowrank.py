@@ -7,16 +7,15 @@ vocabulary P_h = S W_Q[h] / |s_v|, an e/D = 1/12 of the work of the full search.
 m = v W_O work the same way with P_h = S W_O[h]^T / |s_v|.
 
 The projected vocabularies (2 L of them, [H, V_words, e] each) depend only on the weights, so they
-are built once per model and kept in the disk cache as .npy files, read memory-mapped.
+are built once per model and kept in the disk cache (checked on every load: see diskcache).
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
-from .cache import cache_dir, fingerprint
+from . import diskcache
 from .knn import _POOL, CHUNK_BYTES, select_topk
 from .spaces import Vocab
 
@@ -45,55 +44,35 @@ def build_projected(model, vocab: Vocab, kind: str, layer: int, metric: str) -> 
 
 def cache_folder(model, vocab: Vocab, metric: str) -> Path:
     """Where this model's projected vocabularies live (one hash of the weights per search, not per layer)."""
-    return cache_dir() / f"heads-{fingerprint_heads(model, vocab, metric)}"
+    return diskcache.cache_dir() / f"heads-{fingerprint_heads(model, vocab, metric)}"
+
+
+def fingerprint_heads(model, vocab: Vocab, metric: str) -> str:
+    p = model.params
+    return diskcache.fingerprint(model, vocab.words, f"heads|{metric}",
+                                 (p.W_E, p.W_Q, p.W_O, p.ln1_w, p.ln1_b, p.lnf_w))
 
 
 def projected(model, vocab: Vocab, kind: str, layer: int, metric: str, folder: Path | None,
               out: np.ndarray | None = None) -> np.ndarray:
     """The projected vocabulary [H, V_words, e] from the cache folder, building and storing it if absent
-    (folder None: build it, store nothing).
+    or damaged (folder None: build it, store nothing).
 
     With out (a buffer of the right shape), a cached file is read into it: reusing one buffer avoids
     the page faults of a fresh 128 MB array per layer, which cost more than the read itself.
     """
     if folder is None:
         return build_projected(model, vocab, kind, layer, metric)
-    path = folder / f"{kind}-{layer}.npy"
-    if path.is_file():
-        try:
-            if out is not None and _read_npy_into(path, out):
-                return out
-            return np.load(path)
-        except (OSError, ValueError):
-            pass
+    cfg = model.cfg
+    path = folder / f"{kind}-{layer}.bin"
+    key = f"{folder.name}|{kind}|{layer}"
+    shape = (cfg.n_heads, len(vocab.words), cfg.d_head)
+    found = diskcache.load(path, key, {"P": (np.float32, shape)}, out={} if out is None else {"P": out})
+    if found is not None:
+        return found["P"]
     P = build_projected(model, vocab, kind, layer, metric)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
-        np.save(tmp, P)
-        os.replace(tmp, path)
-    except OSError:
-        pass
+    diskcache.save(path, key, {"P": P})
     return P
-
-
-def _read_npy_into(path: Path, out: np.ndarray) -> bool:
-    """Read a C-ordered float32 .npy of out's shape into out; False if the file is anything else."""
-    with open(path, "rb") as f:
-        version = np.lib.format.read_magic(f)
-        read_header = {(1, 0): np.lib.format.read_array_header_1_0,
-                       (2, 0): np.lib.format.read_array_header_2_0}.get(version)
-        if read_header is None:
-            return False
-        shape, fortran, dtype = read_header(f)
-        if shape != out.shape or fortran or dtype != out.dtype:
-            return False
-        return f.readinto(memoryview(out).cast("B")) == out.nbytes
-
-
-def fingerprint_heads(model, vocab: Vocab, metric: str) -> str:
-    p = model.params
-    return fingerprint(model, vocab, f"heads|{metric}", (p.W_E, p.W_Q, p.W_O, p.ln1_w, p.ln1_b, p.lnf_w))
 
 
 def head_topk(model, vocab: Vocab, kind: str, coords: np.ndarray, full: np.ndarray, k: int, metric: str,

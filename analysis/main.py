@@ -1,13 +1,18 @@
 """The main job: analyze(model, text) -> Report (all the essay's tables), and the CLI around it."""
 from __future__ import annotations
 
-import sys
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
+from minigpt2.errors import InputError, check_text
+
 from . import tables as tb
-from .cache import neuron_meanings
+from .knn import check_metric
+from .neurons import neuron_meanings
 from .matches import DEFAULT_BIAS_THRESHOLD
 from .report import report_html, write_report
 from .spaces import build_vocab
@@ -42,8 +47,9 @@ class Report:
         return report_html(f"minigpt2: {self.text}", self.subtitle, list(self.tables.values()),
                            uid=f"r{uuid.uuid4().hex[:8]}-")
 
-    def write(self, out: str | Path) -> Path:
-        return write_report(out, f"minigpt2: {self.text}", self.subtitle, list(self.tables.values()))
+    def write(self, out: str | Path, force: bool = False) -> Path:
+        """index.html and the CSVs into out: a new, empty or earlier-report folder (see analysis.writer)."""
+        return write_report(out, f"minigpt2: {self.text}", self.subtitle, list(self.tables.values()), force=force)
 
 
 def analyze(model, text: str | None = None, ids=None, k: int = 10, metric: str = "cosine",
@@ -51,11 +57,12 @@ def analyze(model, text: str | None = None, ids=None, k: int = 10, metric: str =
             use_cache: bool = True, progress: bool = True) -> Report:
     """Run the model on text (or ids) and build every table of the essay."""
     if (text is None) == (ids is None):
-        raise ValueError("give either text or ids")
-    if metric not in ("cosine", "dot"):
-        raise ValueError(f"metric must be 'cosine' or 'dot', got {metric!r}")
-    if k < 1:
-        raise ValueError(f"k must be positive, got {k}")
+        raise InputError("give either text or ids")
+    check_metric(metric)
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise InputError(f"k must be a positive integer, got {k!r}")
+    if not (isinstance(bias_threshold, (int, float)) and math.isfinite(bias_threshold) and bias_threshold >= 0):
+        raise InputError(f"bias_threshold must be a finite number >= 0, got {bias_threshold!r}")
     timings, t0 = {}, time.perf_counter()
 
     def lap(name):
@@ -65,16 +72,17 @@ def analyze(model, text: str | None = None, ids=None, k: int = 10, metric: str =
         t0 = now
 
     if ids is None:
+        check_text(text)
         if not text.strip():
-            raise ValueError("empty prompt")
+            raise InputError("empty prompt: give some text")
         ids = model.encode(text, bos=bos)
     trace = model.run(ids)
     if not -trace.n_tokens <= position < trace.n_tokens:
-        raise ValueError(f"position {position} is outside the prompt's {trace.n_tokens} tokens")
+        raise InputError(f"position {position} is outside the prompt's {trace.n_tokens} tokens")
     lap("forward")
     vocab = build_vocab(model, min_words=k)
     if len(vocab.words) < k:
-        raise ValueError(f"only {len(vocab.words)} tokens of valid text in the vocabulary, fewer than k={k}")
+        raise InputError(f"only {len(vocab.words)} tokens of valid text in the vocabulary, fewer than k={k}")
     ctx = tb.Context(model, trace, vocab, model.token_strings(trace.ids), k, metric, bias_threshold,
                      use_cache=use_cache, progress=progress)
     lap("vocabulary")
@@ -103,21 +111,6 @@ def summary_lines(report: Report, out: Path) -> list[str]:
     lines.append(f"Residual decomposition error: {report.decomposition_error:.2e} (max |sum of rows - residual|)")
     lines.append(f"Report: {out / 'index.html'}  (+ {len(report.tables)} CSV files in {out})")
     return lines
-
-
-def analyze_cli(args) -> int:
-    from minigpt2.model import load
-
-    if not args.text.strip():
-        raise ValueError("empty prompt")
-    model = load(args.model)
-    threshold = DEFAULT_BIAS_THRESHOLD if args.bias_threshold is None else args.bias_threshold
-    report = analyze(model, args.text, k=args.k, metric=args.metric, bias_threshold=threshold,
-                     position=args.position, bos=not args.no_bos, use_cache=not args.no_cache,
-                     progress=sys.stderr.isatty())
-    out = report.write(args.out)
-    print("\n".join(summary_lines(report, out)))
-    return 0
 
 
 __all__ = ["analyze", "Report"]

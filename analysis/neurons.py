@@ -6,24 +6,12 @@ the weights and the settings.
 """
 from __future__ import annotations
 
-import hashlib
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
+from . import diskcache
 from .spaces import Vocab
-
-CACHE_VERSION = "1"
-
-
-def cache_dir() -> Path:
-    """$MINIGPT2_CACHE, else $XDG_CACHE_HOME/minigpt2, else ~/.cache/minigpt2."""
-    if os.environ.get("MINIGPT2_CACHE"):
-        return Path(os.environ["MINIGPT2_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "minigpt2"
 
 
 @dataclass(frozen=True)
@@ -34,18 +22,6 @@ class NeuronMeanings:
     out_scores: np.ndarray   # [L, m, k]
     neg_ids: np.ndarray      # [L, m, k] words -W_out[l][n] writes: a negative activation's meaning
     neg_scores: np.ndarray   # [L, m, k] (most negative first)
-
-
-def fingerprint(model, vocab: Vocab, label: str, arrays: tuple) -> str:
-    """Hash of the settings (label), the word filter and a strided sample (plus the sum) of each weight used."""
-    h = hashlib.blake2b(digest_size=16)
-    h.update(f"{CACHE_VERSION}|{label}|{model.cfg.describe()}".encode())
-    h.update(vocab.words.tobytes())
-    for arr in arrays:
-        flat = arr.reshape(-1)
-        h.update(np.ascontiguousarray(flat[:: max(1, flat.size // 65536)]).tobytes())
-        h.update(np.float64(flat.sum(dtype=np.float64)).tobytes())
-    return h.hexdigest()
 
 
 def compute_neuron_meanings(model, vocab: Vocab, k: int, metric: str, progress: bool = True) -> NeuronMeanings:
@@ -71,23 +47,20 @@ def compute_neuron_meanings(model, vocab: Vocab, k: int, metric: str, progress: 
 
 def neuron_meanings(model, vocab: Vocab, k: int, metric: str, use_cache: bool = True,
                     progress: bool = True) -> NeuronMeanings:
-    """Load from the disk cache, or compute (with a progress bar) and store atomically."""
-    p = model.params
-    key = fingerprint(model, vocab, f"neurons|{k}|{metric}", (p.W_E, p.W_in, p.W_out, p.ln2_w, p.ln2_b, p.lnf_w))
-    path = cache_dir() / f"neurons-{key}.npz"
-    if use_cache and path.is_file():
-        try:
-            with np.load(path) as f:
-                return NeuronMeanings(**{name: f[name] for name in NeuronMeanings.__dataclass_fields__})
-        except (OSError, KeyError, ValueError):
-            pass  # unreadable or old: recompute below and replace it
+    """Load from the disk cache (checked: see diskcache), or compute (with a progress bar) and store."""
+    p, cfg = model.params, model.cfg
+    key = diskcache.fingerprint(model, vocab.words, f"neurons|{k}|{metric}",
+                                (p.W_E, p.W_in, p.W_out, p.ln2_w, p.ln2_b, p.lnf_w))
+    path = diskcache.cache_dir() / f"neurons-{key}.bin"
+    shape = (cfg.n_layers, cfg.d_mlp, k)
+    expect = {n: (np.int64 if n.endswith("ids") else np.float32, shape) for n in NeuronMeanings.__dataclass_fields__}
+    if use_cache:
+        found = diskcache.load(path, key, expect)
+        if found is not None:
+            if all(((a >= 0) & (a < cfg.d_vocab)).all() for n, a in found.items() if n.endswith("ids")):
+                return NeuronMeanings(**found)
+            diskcache.warn(f"cache file {path} holds token ids outside the vocabulary; rebuilding it")
     meanings = compute_neuron_meanings(model, vocab, k, metric, progress)
     if use_cache:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
-            np.savez(tmp, **meanings.__dict__)
-            os.replace(tmp, path)
-        except OSError:
-            pass  # a read-only cache only costs time
+        diskcache.save(path, key, meanings.__dict__)
     return meanings

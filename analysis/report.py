@@ -1,14 +1,12 @@
 """The only formatting code: tables to a self-contained HTML page (no CDN, works offline) and CSV files,
-written atomically so a failed run leaves no half-written report."""
+written by analysis.writer (atomically, and only ever replacing the report's own files)."""
 from __future__ import annotations
 
 import html
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from .tables import Table, display
+from .writer import write_folder
 
 GREEN = (87, 187, 138)
 RED = (230, 124, 115)
@@ -122,32 +120,8 @@ def page_html(title: str, subtitle: str, tables: list[Table]) -> str:
             f"<body>{report_html(title, subtitle, tables)}{PICK_TAB}</body></html>\n")
 
 
-def write_report(out: str | Path, title: str, subtitle: str, tables: list[Table]) -> Path:
-    """Write index.html and one CSV per table into out, atomically: into a temporary sibling directory
-    first, then swapped in. On any failure the previous report (if any) is left as it was."""
-    out = Path(out).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{out} exists and is not a directory")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-    moved = False
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)   # mkdtemp makes it private; a report is an ordinary directory
-        for t in tables:
-            t.to_csv(tmp / f"{t.name}.csv")
-        (tmp / "index.html").write_text(page_html(title, subtitle, tables), encoding="utf-8")
-        if out.exists():
-            os.replace(out, old / "report")
-            moved = True
-        os.replace(tmp, out)
-    except BaseException:
-        if moved and not out.exists():
-            os.replace(old / "report", out)    # put the previous report back
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    finally:
-        shutil.rmtree(old, ignore_errors=True)
-    return out
+def write_report(out: str | Path, title: str, subtitle: str, tables: list[Table], force: bool = False) -> Path:
+    """index.html and one CSV per table, written into out by analysis.writer's rules (its own files only)."""
+    files = {f"{t.name}.csv": t.to_csv for t in tables}
+    files["index.html"] = lambda path: path.write_text(page_html(title, subtitle, tables), encoding="utf-8")
+    return write_folder(out, files, force=force)

@@ -5,6 +5,7 @@ Inputs are the Trace and the precomputed matches; nothing here formats HTML (rep
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -12,7 +13,7 @@ import numpy as np
 
 from minigpt2.layers import inv_std
 
-from .cache import NeuronMeanings
+from .neurons import NeuronMeanings
 from .knn import select_topk
 from .lowrank import MIN_TOKENS, head_topk
 from .matches import Matches, join_words
@@ -40,7 +41,7 @@ class Table:
             w = csv.writer(f)
             w.writerow(self.columns)
             for r in self.rows:
-                w.writerow([display(v, self.zeros_as_dashes, digits=7) for v in r])   # float32's precision
+                w.writerow([csv_safe(display(v, digits=7)) for v in r])   # float32's precision; zeros stay 0
 
     def _repr_html_(self) -> str:
         from .report import table_html
@@ -49,6 +50,18 @@ class Table:
 
     def __len__(self) -> int:
         return len(self.rows)
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def csv_safe(v):
+    """A cell a spreadsheet will not evaluate: text starting with = + - @ tab or CR gets a leading ',
+    unless it is a plain number ("-1.5" stays a number). OWASP's rule against CSV injection."""
+    if isinstance(v, str) and v.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(v):
+        return "'" + v
+    return v
 
 
 def display(v, zeros_as_dashes: bool = False, digits: int = 4):

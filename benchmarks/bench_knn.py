@@ -78,7 +78,7 @@ def method_neuron_meanings(q, keys):
     """What the neuron cache computes cold for the same 73,728 vectors: W_in columns against each layer's
     LN2 space, W_out rows against the unembedding (top and bottom 10). Not comparable row by row."""
     import minigpt2
-    from analysis.cache import compute_neuron_meanings
+    from analysis.neurons import compute_neuron_meanings
     from analysis.spaces import build_vocab
     model = minigpt2.load(checkpoint(ARGS.like))
     vocab = build_vocab(model)

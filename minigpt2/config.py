@@ -2,12 +2,23 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .errors import ConfigError
 
-class ConfigError(ValueError):
-    """config.json is missing, malformed, or not a GPT-2."""
+MAX_SIZE = 1 << 20   # no GPT-2 size comes near this; a bigger one is a typo, and would only fail later, slowly
+
+
+def _int(hf: dict, key: str, where: str) -> int:
+    """hf[key] as a positive int: a JSON integer, never a bool, float or string."""
+    v = hf[key]
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ConfigError(f"{where}: {key} must be an integer, got {json.dumps(v)}")
+    if not 0 < v <= MAX_SIZE:
+        raise ConfigError(f"{where}: {key} must be in 1..{MAX_SIZE}, got {v}")
+    return v
 
 
 @dataclass(frozen=True)
@@ -39,24 +50,26 @@ class GPT2Config:
         if hf.get("scale_attn_weights") is False:
             raise ConfigError(f"{where}: scale_attn_weights=false is not supported")
         try:
-            n_embd = int(hf["n_embd"])
+            n_embd = _int(hf, "n_embd", where)
+            n_inner = hf.get("n_inner")
+            eps = hf.get("layer_norm_epsilon", 1e-5)
+            bos = hf.get("bos_token_id", 50256)
+            if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps <= 0:
+                raise ConfigError(f"{where}: layer_norm_epsilon must be a finite number > 0, got {json.dumps(eps)}")
+            if isinstance(bos, bool) or not isinstance(bos, int):
+                raise ConfigError(f"{where}: bos_token_id must be an integer, got {json.dumps(bos)}")
             cfg = cls(
-                n_layers=int(hf["n_layer"]),
-                n_heads=int(hf["n_head"]),
+                n_layers=_int(hf, "n_layer", where),
+                n_heads=_int(hf, "n_head", where),
                 d_model=n_embd,
-                d_mlp=int(hf.get("n_inner") or 4 * n_embd),
-                d_vocab=int(hf["vocab_size"]),
-                n_ctx=int(hf["n_positions"]),
-                layer_norm_eps=float(hf.get("layer_norm_epsilon", 1e-5)),
-                bos_token_id=int(hf.get("bos_token_id", 50256)),
+                d_mlp=4 * n_embd if n_inner is None else _int(hf, "n_inner", where),
+                d_vocab=_int(hf, "vocab_size", where),
+                n_ctx=_int(hf, "n_positions", where),
+                layer_norm_eps=float(eps),
+                bos_token_id=bos,
             )
         except KeyError as e:
             raise ConfigError(f"{where}: missing key {e.args[0]!r}") from None
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"{where}: {e}") from None
-        for name in ("n_layers", "n_heads", "d_model", "d_mlp", "d_vocab", "n_ctx"):
-            if getattr(cfg, name) <= 0:
-                raise ConfigError(f"{where}: {name} must be positive, got {getattr(cfg, name)}")
         if cfg.d_model % cfg.n_heads:
             raise ConfigError(f"{where}: n_embd={cfg.d_model} is not divisible by n_head={cfg.n_heads}")
         if not 0 <= cfg.bos_token_id < cfg.d_vocab:
@@ -67,10 +80,12 @@ class GPT2Config:
     def from_file(cls, path: str | Path) -> "GPT2Config":
         path = Path(path)
         try:
-            hf = json.loads(path.read_text())
+            hf = json.loads(path.read_bytes().decode("utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"{path}: file not found") from None
-        except json.JSONDecodeError as e:
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from None
+        except (json.JSONDecodeError, RecursionError) as e:
             raise ConfigError(f"{path}: not valid JSON ({e})") from None
         if not isinstance(hf, dict):
             raise ConfigError(f"{path}: expected a JSON object")

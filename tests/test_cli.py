@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 import minigpt2
-from minigpt2.cli import main
+from analysis.cli import main
 
 from .conftest import FIXTURES
 
@@ -29,7 +29,7 @@ def test_too_long_prompt_is_a_one_line_error(capsys):
 
 def test_make_checkpoint_writes_a_loadable_hub_layout(tmp_path, gpt2_bpe_files):
     out = tmp_path / "ck"
-    r = subprocess.run([sys.executable, "-m", "minigpt2.cli", "make-checkpoint", "--like", "tiny", "--out", str(out)],
+    r = subprocess.run([sys.executable, "-m", "analysis.cli", "make-checkpoint", "--like", "tiny", "--out", str(out)],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "mean nothing" in r.stdout

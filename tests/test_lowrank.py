@@ -36,4 +36,4 @@ def test_low_rank_equals_full_search(metric, seed, tmp_path, monkeypatch):
         fi, fs = full.search(tr.messages.reshape(-1, cfg.d_model), k)
         np.testing.assert_allclose(scores, fs, rtol=1e-4, atol=1e-5)
         np.testing.assert_array_equal(ids, fi)
-    assert len(list(tmp_path.rglob("*.npy"))) == 2 * cfg.n_layers
+    assert len(list(tmp_path.rglob("*.bin"))) == 2 * cfg.n_layers

@@ -75,7 +75,7 @@ def test_unreachable_hub_fails_fast_without_retry_noise(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_") and "proxy" not in k.lower()}
     env["HF_HOME"] = str(tmp_path / "hf")
     t = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "minigpt2.cli", "generate", "x", "--model", "gpt2"], env=env,
+    out = subprocess.run([sys.executable, "-m", "analysis.cli", "generate", "x", "--model", "gpt2"], env=env,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 1 and time.perf_counter() - t < 20
     assert out.stderr.startswith("minigpt2: error: could not download 'gpt2'") and out.stderr.count("\n") == 1

@@ -1,0 +1,106 @@
+"""Writing a report folder without ever touching a file the report did not write.
+
+A report folder holds MANIFEST, which lists the report's own files. A folder may receive a report when
+it is new, empty, or holds an earlier report (a valid MANIFEST): then only the files that report listed
+are replaced or removed, and every other file stays as it was. Any other non-empty folder is refused,
+unless force: then the report's files are written beside the others (replacing same-named ones), and
+nothing is deleted.
+
+Each file is written to a temporary sibling first (minigpt2.atomic); only when all of them are written
+are they renamed into place, so a failure (a full disk, an interrupt) leaves the earlier report intact.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Callable
+
+from minigpt2.atomic import TMP_RE, atomic_file, sweep_stale, tmp_path
+from minigpt2.errors import OutputError
+
+MANIFEST = "minigpt2-report.json"
+_OWN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.(csv|html|npy|npz|json|svg)$")  # what a report writes
+
+
+def read_manifest(folder: Path) -> list[str] | None:
+    """The files an earlier report listed, or None when folder holds no valid manifest."""
+    try:
+        data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not (isinstance(data, dict) and data.get("tool") == "minigpt2" and isinstance(data.get("files"), list)):
+        return None
+    files = data["files"]
+    if not all(isinstance(f, str) and _OWN_NAME.match(f) for f in files):
+        return None
+    return files
+
+
+def check_out(out: str | Path, force: bool = False) -> Path:
+    """The folder a report may be written to, or OutputError saying why not. Touches nothing."""
+    if not str(out).strip():
+        raise OutputError("--out is empty: name a folder for the report, e.g. --out minigpt2-report")
+    path = Path(out).expanduser()
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{path} exists and is not a folder; choose another --out")
+    if path.is_dir() and not force and read_manifest(path) is None:
+        others = [n for n in os.listdir(path) if not TMP_RE.match(n)]
+        if others:
+            raise OutputError(f"{path} is not empty and holds no minigpt2 report; choose a new or empty folder, "
+                              "or add --force to write the report's files into it (nothing else is touched)")
+    if not path.exists():
+        parent = path.absolute().parent
+        while not parent.exists():
+            parent = parent.parent
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise OutputError(f"cannot create {path}: {parent} is not writable")
+    elif not os.access(path, os.W_OK | os.X_OK):
+        raise OutputError(f"{path} is not writable")
+    return path
+
+
+def write_folder(out: str | Path, files: dict[str, Callable[[Path], None]], force: bool = False) -> Path:
+    """Write files {name: write(path)} into out under the rules above. Returns the folder."""
+    folder = check_out(out, force)
+    for name in files:
+        if not _OWN_NAME.match(name) or name == MANIFEST:
+            raise ValueError(f"not a report file name: {name!r}")
+    fa = folder.absolute()
+    created = [p for p in (fa, *fa.parents) if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    sweep_stale(folder)
+    earlier = read_manifest(folder) or []
+    temps: dict[str, Path] = {}
+    try:
+        for name, write in files.items():
+            temps[name] = tmp_path(folder / name)
+            write(temps[name])
+        _write_manifest(folder, sorted(set(earlier) | set(files)))   # lists every file of ours while renaming
+        for name in list(temps):
+            os.replace(temps.pop(name), folder / name)
+    except BaseException:
+        for t in temps.values():
+            try:
+                os.unlink(t)
+            except OSError:
+                pass
+        for made in created:           # folders this call created, innermost first, if still empty
+            try:
+                (made / MANIFEST).unlink(missing_ok=True)
+                made.rmdir()
+            except OSError:
+                break
+        raise
+    for name in set(earlier) - set(files):          # an earlier report's files this one does not have
+        old = folder / name
+        if old.is_file() and not old.is_symlink():
+            old.unlink()
+    _write_manifest(folder, sorted(files))
+    return folder
+
+
+def _write_manifest(folder: Path, names: list[str]) -> None:
+    with atomic_file(folder / MANIFEST) as tmp:
+        tmp.write_text(json.dumps({"tool": "minigpt2", "files": names}, indent=1) + "\n", encoding="utf-8")
