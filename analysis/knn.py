@@ -164,7 +164,7 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
     """
     n2 = np.einsum("ij,ij->i", x, x)                                     # [n]
     bad = ~((n2 > np.float32(1e-30)) & np.isfinite(n2))
-    inv = np.empty_like(n2)
+    inv = np.zeros_like(n2)                                              # bad rows: redone below
     inv[~bad] = np.float32(1) / np.sqrt(n2[~bad])
     if bad.any():
         n64 = np.sqrt(np.einsum("ij,ij->i", x[bad], x[bad], dtype=np.float64))

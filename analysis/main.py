@@ -10,19 +10,21 @@ import numpy as np
 
 from minigpt2.errors import InputError, check_text
 
+from . import context as cx
 from . import tables as tb
 from .knn import check_metric
-from .neurons import neuron_meanings
 from .matches import DEFAULT_BIAS_THRESHOLD
+from .neurons import neuron_meanings
 from .report import report_html, write_report
 from .spaces import build_vocab
+from .table import Table
 
 
 @dataclass
 class Report:
     text: str
     model_source: str
-    tables: dict[str, tb.Table]          # by name: patterns, messages, attended, neurons, bos_neurons,
+    tables: dict[str, Table]          # by name: patterns, messages, attended, neurons, bos_neurons,
                                          # evolution, evolution_top10, predictions, stream
     correct: int                         # greedy predictions that match the next token
     total: int
@@ -31,7 +33,7 @@ class Report:
     word_filter: str                     # "whole words", or "valid text" for a vocabulary with too few
     timings: dict[str, float] = field(default_factory=dict)
 
-    def __getitem__(self, name: str) -> tb.Table:
+    def __getitem__(self, name: str) -> Table:
         return self.tables[name]
 
     @property
@@ -83,12 +85,12 @@ def analyze(model, text: str | None = None, ids=None, k: int = 10, metric: str =
     vocab = build_vocab(model, min_words=k)
     if len(vocab.words) < k:
         raise InputError(f"only {len(vocab.words)} tokens of valid text in the vocabulary, fewer than k={k}")
-    ctx = tb.Context(model, trace, vocab, model.token_strings(trace.ids), k, metric, bias_threshold,
+    ctx = cx.Context(model, trace, vocab, model.token_strings(trace.ids), k, metric, bias_threshold,
                      use_cache=use_cache, progress=progress)
     lap("vocabulary")
-    pm, mm = tb.pattern_matches(ctx), tb.message_matches(ctx)
+    pm, mm = cx.pattern_matches(ctx), cx.message_matches(ctx)
     lap("head kNN")
-    nm = tb.neuron_matches(ctx, neuron_meanings(model, vocab, k, metric, use_cache=use_cache, progress=progress))
+    nm = cx.neuron_matches(ctx, neuron_meanings(model, vocab, k, metric, use_cache=use_cache, progress=progress))
     lap("neuron meanings")
     evolution, evolution10 = tb.evolution_tables(ctx)
     stream, error = tb.stream_table(ctx, mm, nm, position)

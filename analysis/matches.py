@@ -1,4 +1,5 @@
-"""Matches: the top-k vocabulary words of many vectors, with the "(high bias)" judgement."""
+"""Matches: the top-k vocabulary words of many vectors, kept in the vectors' own shape, with the
+"(high bias)" judgement."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,22 +14,37 @@ DEFAULT_BIAS_THRESHOLD = 2.0
 
 @dataclass(frozen=True)
 class Matches:
-    ids: np.ndarray        # [n, k] vocabulary ids, best first
-    scores: np.ndarray     # [n, k] similarity (cosine or dot)
-    bias_z: np.ndarray     # [n] mean standardised token bias of the k matches
-    high_bias: np.ndarray  # [n] |bias_z| > threshold: show "(high bias)" instead of the words
-    cells: list[str]       # [n] what the essay shows: the words joined by commas, or "(high bias)"
+    """For vectors of shape S (e.g. [L, H, T] head vectors, [L, m] neurons):"""
+    ids: np.ndarray        # [*S, k] vocabulary ids, best first
+    scores: np.ndarray     # [*S, k] similarity (cosine or dot)
+    bias_z: np.ndarray     # [*S] mean standardised token bias of the k matches
+    high_bias: np.ndarray  # [*S] |bias_z| > threshold: show "(high bias)" instead of the words
+    cells: np.ndarray      # [*S] object: what the essay shows, the words joined, or "(high bias)"
 
     @classmethod
-    def make(cls, ids, scores, vocab: Vocab, threshold: float) -> "Matches":
-        z = vocab.bias_z[ids].mean(axis=1)
+    def make(cls, ids, scores, vocab: Vocab, threshold: float, shape: tuple[int, ...] | None = None) -> "Matches":
+        """From flat [n, k] results; shape (default (n,)) gives them the vectors' own axes."""
+        k = ids.shape[-1]
+        shape = tuple(shape) if shape is not None else ids.shape[:-1]
+        ids, scores = ids.reshape(*shape, k), scores.reshape(*shape, k)
+        z = vocab.bias_z[ids].mean(axis=-1)
         high = np.abs(z) > threshold
         s = vocab.strings
-        cells = [HIGH_BIAS if hb else join_words([s[j] for j in row]) for row, hb in zip(ids.tolist(), high.tolist())]
-        return cls(ids=ids, scores=scores, bias_z=z, high_bias=high, cells=cells)
+        flat = [HIGH_BIAS if hb else join_words([s[j] for j in row])
+                for row, hb in zip(ids.reshape(-1, k).tolist(), high.reshape(-1).tolist())]
+        cells = np.empty(len(flat), object)
+        cells[:] = flat
+        return cls(ids=ids, scores=scores, bias_z=z, high_bias=high, cells=cells.reshape(shape))
 
-    def words(self, i: int, vocab: Vocab) -> list[str]:
-        return [vocab.strings[j] for j in self.ids[i].tolist()]
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.cells.shape
+
+    def cell(self, *index: int) -> str:
+        return self.cells[index]
+
+    def words(self, vocab: Vocab, *index: int) -> list[str]:
+        return [vocab.strings[j] for j in self.ids[index].tolist()]
 
 
 def join_words(words: list[str]) -> str:

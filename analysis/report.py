@@ -2,79 +2,11 @@
 written by analysis.writer (atomically, and only ever replacing the report's own files)."""
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
-from .tables import Table, display
+from .table import Table, esc, table_html
 from .writer import write_folder
 
-GREEN = (87, 187, 138)
-RED = (230, 124, 115)
-WHITE = (255, 255, 255)
-
-
-def heat_colour(v) -> str:
-    """0 white, 0.5 green, 1.0 and above red (linear in between); negatives white, as in the essay."""
-    if v is None:
-        return ""
-    x = max(0.0, float(v))
-    if x <= 0.5:
-        a, b, f = WHITE, GREEN, x / 0.5
-    else:
-        a, b, f = GREEN, RED, min(1.0, (x - 0.5) / 0.5)
-    r, g, bl = (round(a[i] + (b[i] - a[i]) * f) for i in range(3))
-    return f"background:rgb({r},{g},{bl})"
-
-
-def esc(v) -> str:
-    return html.escape(str(v), quote=True)
-
-
-def _cell(table: Table, col: str, v) -> str:
-    style = heat_colour(v) if col in table.heat and v is not None else ""
-    text = display(v, table.zeros_as_dashes)
-    cls = ' class="num"' if isinstance(v, (int, float)) and not isinstance(v, bool) else ""
-    return f'<td{cls} style="{style}">{esc(text)}</td>' if style else f"<td{cls}>{esc(text)}</td>"
-
-
-def _flat_html(table: Table) -> str:
-    rows = table.rows if table.html_limit is None else table.rows[: table.html_limit]
-    head = "".join(f"<th>{esc(c)}</th>" for c in table.columns)
-    body = "\n".join("<tr>" + "".join(_cell(table, c, v) for c, v in zip(table.columns, r)) + "</tr>" for r in rows)
-    more = ""
-    if len(rows) < len(table.rows):
-        more = (f'<p class="more">Showing the first {len(rows)} of {len(table.rows)} rows; '
-                f'{len(table.rows) - len(rows)} more are in {esc(table.name)}.csv.</p>')
-    return f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>{more}"
-
-
-def _pivot_html(table: Table) -> str:
-    """Rows keyed by the pivot's key columns, one column per value of its column key (the essay's sheet layout)."""
-    keys, col_key, value = table.pivot
-    ki = [table.columns.index(k) for k in keys]
-    ci, vi, ti = table.columns.index(col_key), table.columns.index(value), table.columns.index("token")
-    grid, cols = {}, {}
-    for r in table.rows:
-        grid.setdefault(tuple(r[i] for i in ki), {})[r[ci]] = r[vi]
-        cols[r[ci]] = r[ti]
-    head = "".join(f"<th>{esc(k)}</th>" for k in keys) + "".join(f"<th>{esc(t)}</th>" for t in cols.values())
-    body = []
-    for key, cells in grid.items():
-        tds = "".join(f'<td class="num">{esc(k)}</td>' for k in key)
-        for c in cols:
-            v = cells.get(c, "")
-            cls = ' class="hb"' if v == "(high bias)" else ' class="words"'
-            tds += f"<td{cls}>{esc(v)}</td>"
-        body.append(f"<tr>{tds}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(body) + "\n</tbody></table>"
-
-
-def table_html(table: Table) -> str:
-    inner = _pivot_html(table) if table.pivot else _flat_html(table)
-    return f'<div class="mg2"><h2>{esc(table.title)}</h2><p class="note">{esc(table.note)}</p>{inner}</div>'
-
-
-# Every rule is scoped to .mg2r, so the report can sit inside a Jupyter notebook without restyling it.
 CSS = """
 .mg2r{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;color:#222}
 .mg2r header{padding:14px 20px;background:#1f3b57;color:#fff}.mg2r header h1{margin:0;font-size:20px;color:#fff}

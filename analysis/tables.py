@@ -1,141 +1,27 @@
-"""One function per table of the essay. Each returns a Table: plain rows a notebook or a CSV can take.
+"""The table builders: one function per table of the essay, each returning a Table of plain rows.
 
-Inputs are the Trace and the precomputed matches; nothing here formats HTML (report.py does).
+They read the Context and the Matches that context.py found; nothing here searches the vocabulary
+(except the stream's handful of bias and embedding rows) or formats HTML.
 """
 from __future__ import annotations
-
-import csv
-import re
-from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 
 from minigpt2.layers import inv_std
 
-from .neurons import NeuronMeanings
-from .knn import select_topk
-from .lowrank import MIN_TOKENS, head_topk
+from .context import Context, NeuronMatches, logit_lens_top
 from .matches import Matches, join_words
-from .spaces import Vocab
-
-
-@dataclass
-class Table:
-    name: str                 # file stem: patterns -> patterns.csv
-    title: str
-    columns: list[str]
-    rows: list[list]
-    note: str = ""
-    heat: tuple[str, ...] = ()          # columns shown as a heat map (0 white, 0.5 green, >=1 red)
-    html_limit: int | None = None       # the HTML shows the first rows only, and counts the rest
-    pivot: tuple | None = None          # HTML layout: (row key columns, column key, value column)
-    zeros_as_dashes: bool = False       # exact 0.0 displays as "--" (as in the essay)
-
-    def column(self, name: str) -> list:
-        i = self.columns.index(name)
-        return [r[i] for r in self.rows]
-
-    def to_csv(self, path) -> None:
-        with open(path, "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(self.columns)
-            for r in self.rows:
-                w.writerow([csv_safe(display(v, digits=7)) for v in r])   # float32's precision; zeros stay 0
-
-    def _repr_html_(self) -> str:
-        from .report import table_html
-
-        return table_html(self)
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
-
-
-def csv_safe(v):
-    """A cell a spreadsheet will not evaluate: text starting with = + - @ tab or CR gets a leading ',
-    unless it is a plain number ("-1.5" stays a number). OWASP's rule against CSV injection."""
-    if isinstance(v, str) and v.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(v):
-        return "'" + v
-    return v
-
-
-def display(v, zeros_as_dashes: bool = False, digits: int = 4):
-    """A cell as text: None blank, exact zeros "--" where asked, floats to `digits` significant digits."""
-    if v is None:
-        return ""
-    if isinstance(v, (float, np.floating)):
-        if zeros_as_dashes and v == 0.0:
-            return "--"
-        return f"{float(v):.{digits}g}"
-    return v
-
-
-@dataclass
-class Context:
-    """One prompt's run, as the tables need it."""
-    model: object
-    trace: object
-    vocab: Vocab
-    tokens: list[str]          # [T] each token of the prompt decoded alone
-    k: int = 10
-    metric: str = "cosine"
-    bias_threshold: float = 2.0
-    use_cache: bool = True     # disk cache for neuron meanings and projected head vocabularies
-    progress: bool = False
-
-    def matches(self, ids, scores) -> Matches:
-        return Matches.make(ids, scores, self.vocab, self.bias_threshold)
-
-    @cached_property
-    def unembed_index(self):
-        """The words as the residual stream's readout sees them (lnf_w * W_E), built once per analysis."""
-        return self.vocab.unembed_index(self.model.params.lnf_w, self.metric)
-
-    def token_columns(self) -> list[str]:
-        return [f"{t}:{s}" for t, s in enumerate(self.tokens)]
-
-
-# -- head vectors -------------------------------------------------------------------------------
-
-def pattern_matches(ctx: Context) -> Matches:
-    """Top words of every pattern p[l, h, t] against LN1_l(W_E). Rows ordered (l, h, t)."""
-    tr = ctx.trace
-    if tr.n_tokens >= MIN_TOKENS:   # low rank: rank k / sqrt(e) against LN1_l(W_E) W_Q[h]
-        coords = tr.k * np.float32(1 / np.sqrt(tr.k.shape[-1]))
-        return ctx.matches(*head_topk(ctx.model, ctx.vocab, "pattern", coords, tr.patterns, ctx.k, ctx.metric,
-                                      ctx.use_cache, ctx.progress))
-    p = ctx.model.params
-    L, H, T, D = tr.patterns.shape
-    ids, scores = np.empty((L, H * T, ctx.k), np.int64), np.empty((L, H * T, ctx.k), np.float32)
-    for l in range(L):
-        index = ctx.vocab.ln_index(p.ln1_w[l], p.ln1_b[l], ctx.metric)           # LN1_l(W_E[words])
-        ids[l], scores[l] = index.search(tr.patterns[l].reshape(H * T, D), ctx.k)
-    return ctx.matches(ids.reshape(-1, ctx.k), scores.reshape(-1, ctx.k))
-
-
-def message_matches(ctx: Context) -> Matches:
-    """Top words of every message m[l, h, t] against lnf_w * W_E. Rows ordered (l, h, t)."""
-    tr = ctx.trace
-    if tr.n_tokens >= MIN_TOKENS:   # low rank: rank v against (lnf_w * W_E) W_O[h]^T
-        return ctx.matches(*head_topk(ctx.model, ctx.vocab, "message", tr.v, tr.messages, ctx.k, ctx.metric,
-                                      ctx.use_cache, ctx.progress))
-    return ctx.matches(*ctx.unembed_index.search(tr.messages.reshape(-1, tr.messages.shape[-1]), ctx.k))
+from .table import Table
 
 
 def _head_table(ctx: Context, m: Matches, name: str, title: str, note: str) -> Table:
-    L, H, T = ctx.trace.attn.shape[:3]
-    rows, i = [], 0
+    L, H, T = m.shape
+    rows = []
     for l in range(L):
         for h in range(H):
             for t in range(T):
-                rows.append([l, h, t, ctx.tokens[t], m.cells[i], round(float(m.bias_z[i]), 3),
-                             join_words(m.words(i, ctx.vocab))])
-                i += 1
+                rows.append([l, h, t, ctx.tokens[t], m.cell(l, h, t), round(float(m.bias_z[l, h, t]), 3),
+                             join_words(m.words(ctx.vocab, l, h, t))])
     return Table(name, title, ["layer", "head", "pos", "token", "words", "bias_z", "matches"], rows, note,
                  pivot=(("layer", "head"), "pos", "words"))
 
@@ -173,8 +59,7 @@ def attended_table(ctx: Context, pm: Matches, mm: Matches) -> Table:
         l, h = divmod(flat, H)
         a = tr.attn[l, h].T.tolist()                                      # [source][query]
         for s_ in range(T):
-            i = flat * T + s_
-            rows.append([l, h, s_, ctx.tokens[s_], pm.cells[i], mm.cells[i]]
+            rows.append([l, h, s_, ctx.tokens[s_], pm.cell(l, h, s_), mm.cell(l, h, s_)]
                         + [None] * s_ + a[s_][s_:])
     kept = "" if n_heads == L * H else (f" This prompt is long: the table keeps the {n_heads} of {L * H} heads that "
                                         "attend least to position 0 (Trace.attn has them all).")
@@ -187,21 +72,6 @@ def attended_table(ctx: Context, pm: Matches, mm: Matches) -> Table:
 
 
 # -- neurons ------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class NeuronMatches:
-    """The cached neuron meanings as Matches, rows ordered (layer, neuron)."""
-    inputs: Matches      # W_in columns vs LN2_l(W_E)
-    outputs: Matches     # W_out rows vs lnf_w * W_E: what a positive activation writes
-    negatives: Matches   # -W_out rows: what a negative activation writes
-
-
-def neuron_matches(ctx: Context, nm: NeuronMeanings) -> NeuronMatches:
-    k = nm.in_ids.shape[-1]
-    return NeuronMatches(*(ctx.matches(i.reshape(-1, k), s.reshape(-1, k)) for i, s in
-                           ((nm.in_ids, nm.in_scores), (nm.out_ids, nm.out_scores), (nm.neg_ids, nm.neg_scores))))
-
-
 def neurons_table(ctx: Context, nm: NeuronMatches) -> Table:
     """Every neuron: static input/output words, and this prompt's activation at each token.
 
@@ -212,13 +82,13 @@ def neurons_table(ctx: Context, nm: NeuronMatches) -> Table:
     W_out = ctx.model.params.W_out
     out_norm = np.sqrt(np.einsum("lmd,lmd->lm", W_out, W_out))            # [L, m]
     effect = np.abs(acts).max(axis=1) * out_norm                          # [L, m]
-    cin, cout = nm.inputs.cells, nm.outputs.cells
-    acts_ln = acts.transpose(0, 2, 1).reshape(L * m, T).tolist()          # [L m, T]
-    eff = effect.reshape(-1).tolist()
+    cin, cout = nm.inputs.cells.tolist(), nm.outputs.cells.tolist()       # [L][m]
+    acts_ln = acts.transpose(0, 2, 1).tolist()                            # [L][m][T]
+    eff = effect.tolist()
     rows = []
-    for flat in np.argsort(-effect.reshape(-1), kind="stable").tolist():
-        l, n = divmod(flat, m)
-        rows.append([l, n, cin[flat], cout[flat], eff[flat]] + acts_ln[flat])
+    for l, n in zip(*np.unravel_index(np.argsort(-effect.reshape(-1), kind="stable"), (L, m))):
+        l, n = int(l), int(n)
+        rows.append([l, n, cin[l][n], cout[l][n], eff[l][n]] + acts_ln[l][n])
     return Table("neurons", "FFN neurons",
                  ["layer", "neuron", "input words", "output words", "effect"] + ctx.token_columns(), rows,
                  "Input words: what the neuron looks for (W_in column vs LN2 of the vocabulary). Output words: "
@@ -227,16 +97,18 @@ def neurons_table(ctx: Context, nm: NeuronMatches) -> Table:
                  heat=tuple(ctx.token_columns()), html_limit=150, zeros_as_dashes=True)
 
 
+BOS_RATIO = 0.25   # a BOS neuron fires at position 0 at least 1 / BOS_RATIO times as strongly as anywhere else
+
+
 def bos_neurons_table(ctx: Context, nm: NeuronMatches, limit: int = 40) -> Table:
     """Neurons that fire strongly at position 0 and weakly everywhere else (like the essay's 2-666)."""
     acts = ctx.trace.mlp_acts                                             # [L, T, m]
     L, T, m = acts.shape
     first = acts[:, 0, :]                                                 # [L, m]
     rest = np.abs(acts[:, 1:, :]).max(axis=1) if T > 1 else np.zeros_like(first)
-    chosen = np.argwhere((first > 0) & (rest <= 0.25 * first))
+    chosen = np.argwhere((first > 0) & (rest <= BOS_RATIO * first))
     chosen = sorted(chosen.tolist(), key=lambda ln: -first[ln[0], ln[1]])[:limit]
-    cin, cout = nm.inputs.cells, nm.outputs.cells
-    rows = [[l, n, float(first[l, n]), float(rest[l, n]), cout[l * m + n], cin[l * m + n]]
+    rows = [[l, n, float(first[l, n]), float(rest[l, n]), nm.outputs.cell(l, n), nm.inputs.cell(l, n)]
             + [float(a) for a in acts[l, :, n]] for l, n in chosen]
     return Table("bos_neurons", "BOS neurons",
                  ["layer", "neuron", "activation at 0", "max |activation| elsewhere", "output words",
@@ -248,23 +120,6 @@ def bos_neurons_table(ctx: Context, nm: NeuronMatches, limit: int = 40) -> Table
 
 
 # -- residual stream ----------------------------------------------------------------------------
-
-def logit_lens_top(ctx: Context, k: int) -> np.ndarray:
-    """Top-k token ids of ln_f(resid_pre[l]) @ W_E^T for every layer and token: [L+1, T, k].
-
-    resid_pre[L] gives the model's own logits. All layers go through one unembedding matmul.
-    """
-    from minigpt2.forward import unembed
-    tr = ctx.trace
-    L1, T, D = tr.resid_pre.shape
-    out = np.empty((L1 * T, k), np.int64)
-    rows = max(1, (256 << 20) // (4 * ctx.model.cfg.d_vocab))                     # bounded memory for long prompts
-    flat = tr.resid_pre.reshape(L1 * T, D)
-    for a in range(0, L1 * T, rows):
-        out[a:a + rows] = select_topk(np.ascontiguousarray(unembed(flat[a:a + rows], ctx.model.params,
-                                                                   ctx.model.cfg.layer_norm_eps)), k)[0]
-    return out.reshape(L1, T, k)
-
 
 def evolution_tables(ctx: Context) -> tuple[Table, Table]:
     top = logit_lens_top(ctx, 10)                                         # [L+1, T, 10]
@@ -308,8 +163,7 @@ def stream_table(ctx: Context, mm: Matches, nm: NeuronMatches, pos: int) -> tupl
     Returns the table and max |sum of rows - resid_pre| (the decomposition error).
     """
     tr, p, cfg = ctx.trace, ctx.model.params, ctx.model.cfg
-    L, H, T = tr.attn.shape[:3]
-    m = cfg.d_mlp
+    L, T = tr.n_layers, tr.n_tokens
     pos = pos % T
     d = tr.decompose(L, pos)
     error = d.max_abs_error()
@@ -324,28 +178,28 @@ def stream_table(ctx: Context, mm: Matches, nm: NeuronMatches, pos: int) -> tupl
     other = np.flatnonzero(~np.isin(d.kind, ("message", "neuron")))
     om = ctx.matches(*ctx.unembed_index.search(d.vectors[other], ctx.k))
     other_cell = dict(zip(other.tolist(), om.cells))
-    msg_cells, pos_cells, neg_cells = mm.cells, nm.outputs.cells, nm.negatives.cells
     labels = d.labels
     rows = []
     for i, kind, l, h, src, n, w, norm, eff in zip(range(len(d)), d.kind.tolist(), d.layer_of.tolist(),
                                                     d.head.tolist(), d.source.tolist(), d.neuron.tolist(),
                                                     d.weight.tolist(), norms.tolist(), effect.tolist()):
         if kind == "message":
-            words = msg_cells[(l * H + h) * T + src]
+            words = mm.cell(l, h, src)
         elif kind == "neuron":
-            words = "--" if w == 0 else (pos_cells if w > 0 else neg_cells)[l * m + n]
+            words = "--" if w == 0 else (nm.outputs if w > 0 else nm.negatives).cell(l, n)
         else:
             words = other_cell[i]
         msg = kind == "message"
         rows.append([labels[i], kind, l if l >= 0 else None, h if msg else None, src if msg else None,
                      ctx.tokens[src] if msg else None, n if kind == "neuron" else None, w, norm, eff, words])
-    rows.sort(key=lambda r: -abs(r[9]))
+    columns = ["component", "kind", "layer", "head", "source", "source token", "neuron", "weight", "norm",
+               "direct effect", "words"]
+    by_effect = columns.index("direct effect")
+    rows.sort(key=lambda r: -abs(r[by_effect]))
     b_U = float(p.lnf_b @ p.W_E[pred])
     note = (f"Every contribution to the residual at position {pos} ({ctx.tokens[pos]!r}) after the last layer: "
             f"{len(d)} rows that sum to it with max error {error:.2e}. Direct effect is each row's share of the "
             f"logit of the predicted token {ctx.vocab.strings[pred]!r} (the shares plus its bias b_U = {b_U:.3f} "
             f"sum to the logit {float(tr.logits[pos, pred]):.3f}). Sorted by |direct effect|.")
-    table = Table("stream", "Residual stream",
-                  ["component", "kind", "layer", "head", "source", "source token", "neuron", "weight", "norm",
-                   "direct effect", "words"], rows, note, html_limit=200)
+    table = Table("stream", "Residual stream", columns, rows, note, html_limit=200)
     return table, error

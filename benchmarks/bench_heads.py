@@ -40,13 +40,13 @@ def main() -> None:
     tr = model.run(np.random.default_rng(0).integers(0, cfg.d_vocab, args.tokens))
     vocab = build_vocab(model)
     L, H, T, D = tr.patterns.shape
-    coords = tr.k * np.float32(1 / np.sqrt(cfg.d_head))
+    coords = tr.keys * np.float32(1 / np.sqrt(cfg.d_head))
     print(f"machine: {machine()}\n{args.like}: {L * H * T} patterns + {L * H * T} messages (T={T}) vs "
           f"{len(vocab.words)} words, exact top-{K} cosine\n")
 
     def lowrank():
         pi, _ = head_topk(model, vocab, "pattern", coords, tr.patterns, K, "cosine")
-        mi, _ = head_topk(model, vocab, "message", tr.v, tr.messages, K, "cosine")
+        mi, _ = head_topk(model, vocab, "message", tr.values, tr.messages, K, "cosine")
         return pi, mi
 
     def full():

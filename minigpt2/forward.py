@@ -111,18 +111,28 @@ def embed(ids: np.ndarray, p: Params) -> np.ndarray:
 def logits(p: Params, cfg: GPT2Config, ids) -> np.ndarray:
     """Plain forward pass, nothing recorded: [T, V]."""
     ids = check_ids(ids, cfg)
+    with np.errstate(over="ignore", invalid="ignore"):     # overflow is reported once, by check_finite
+        return check_finite(_logits(p, cfg, ids))
+
+
+def _logits(p: Params, cfg: GPT2Config, ids: np.ndarray) -> np.ndarray:
     T = ids.shape[0]
     scratch = np.empty((cfg.n_heads, T, T), np.float32)             # attention, overwritten each layer
     x = embed(ids, p)
     for l in range(cfg.n_layers):
         x = x + attention(x, p, l, cfg.layer_norm_eps, scratch)[-1]
         x = x + mlp(x, p, l, cfg.layer_norm_eps)[-1]
-    return check_finite(unembed(x, p, cfg.layer_norm_eps))
+    return unembed(x, p, cfg.layer_norm_eps)
 
 
 def run(p: Params, cfg: GPT2Config, ids) -> Trace:
     """Forward pass that records every pattern, message, attention, activation and residual."""
     ids = check_ids(ids, cfg)
+    with np.errstate(over="ignore", invalid="ignore"):     # overflow is reported once, by check_finite
+        return _run(p, cfg, ids)
+
+
+def _run(p: Params, cfg: GPT2Config, ids: np.ndarray) -> Trace:
     L, H, D, m, T = cfg.n_layers, cfg.n_heads, cfg.d_model, cfg.d_mlp, ids.shape[0]
     eps = cfg.layer_norm_eps
     inv_sqrt = np.float32(1.0 / np.sqrt(cfg.d_head))
@@ -147,7 +157,7 @@ def run(p: Params, cfg: GPT2Config, ids) -> Trace:
         ln2[l], mlp_pre[l], mlp_acts[l], mlp_out[l] = mlp(resid_mid[l], p, l, eps)
         x = resid_mid[l] + mlp_out[l]
     resid_pre[L] = x
-    return Trace(params=p, ids=ids, resid_pre=resid_pre, resid_mid=resid_mid, ln1=ln1, attn=attn, k=keys, v=values,
+    return Trace(params=p, ids=ids, resid_pre=resid_pre, resid_mid=resid_mid, ln1=ln1, attn=attn, keys=keys, values=values,
                  patterns=patterns, pattern_bias=pattern_bias, messages=messages, attn_out=attn_out,
                  ln2=ln2, mlp_pre=mlp_pre, mlp_acts=mlp_acts, mlp_out=mlp_out,
                  logits=check_finite(unembed(x, p, eps), resid_pre))

@@ -39,6 +39,12 @@ class Model:
         """Forward pass recording every pattern, message, attention, activation and residual."""
         return forward.run(self.params, self.cfg, ids)
 
+    def unembed(self, x: np.ndarray) -> np.ndarray:
+        """Logits of residual vectors x [..., D]: LN_f(x) @ W_E^T, [..., V]. The logit lens, for any layer."""
+        x = np.asarray(x, np.float32)
+        return forward.unembed(x.reshape(-1, x.shape[-1]), self.params, self.cfg.layer_norm_eps).reshape(
+            *x.shape[:-1], self.cfg.d_vocab)
+
     def logits(self, ids) -> np.ndarray:
         """Forward pass recording nothing: [T, V]."""
         return forward.logits(self.params, self.cfg, ids)

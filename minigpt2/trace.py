@@ -17,8 +17,8 @@ class Trace:
     resid_mid: np.ndarray      # [L, T, D]     resid_pre[l] + attn_out[l]: the MLP's input
     ln1: np.ndarray            # [L, T, D]     x~ = LN1_l(resid_pre[l]): what every head reads
     attn: np.ndarray           # [L, H, T, T]  attention probabilities, query x key (0 above the diagonal)
-    k: np.ndarray              # [L, H, T, e]  keys x~ W_K + b_K: the low-rank coordinates of the patterns
-    v: np.ndarray              # [L, H, T, e]  values x~ W_V + b_V: the low-rank coordinates of the messages
+    keys: np.ndarray           # [L, H, T, e]  x~ W_K + b_K: the low-rank coordinates of the patterns
+    values: np.ndarray         # [L, H, T, e]  x~ W_V + b_V: the low-rank coordinates of the messages
     patterns: np.ndarray       # [L, H, T, D]  p_k = (x~_k W_K + b_K) W_Q^T / sqrt(e): the pattern token k leaves behind
     pattern_bias: np.ndarray   # [L, H, T]     c_k = b_Q . (x~_k W_K + b_K) / sqrt(e); score[q, k] = x~_q . p_k + c_k
     messages: np.ndarray       # [L, H, T, D]  m_k = (x~_k W_V + b_V) W_O: the message token k leaves behind
@@ -32,6 +32,10 @@ class Trace:
     @property
     def n_tokens(self) -> int:
         return int(self.ids.shape[0])
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.attn.shape[0])
 
     def decompose(self, layer: int, pos: int) -> "Decomposition":
         """resid_pre[layer, pos] as rows that sum to it exactly (up to float32 rounding).

@@ -294,7 +294,7 @@ def test_failed_write_leaves_previous_report_and_no_debris(model, tmp_path, monk
 
 
 def test_heat_colours():
-    from analysis.report import heat_colour
+    from analysis.table import heat_colour
     assert heat_colour(0) == heat_colour(-0.1) == "background:rgb(255,255,255)"
     assert heat_colour(0.5) == "background:rgb(87,187,138)"
     assert heat_colour(1.0) == heat_colour(61.9) == "background:rgb(230,124,115)"

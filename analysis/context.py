@@ -1,0 +1,100 @@
+"""The kNN orchestration of one analysis: which vectors are searched against which vocabulary space.
+
+Context holds one prompt's run and the settings; the functions here turn its vectors into Matches
+(patterns, messages, neurons) and run the logit lens. The table builders (tables.py) only read these.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from .knn import CHUNK_BYTES, select_topk
+from .lowrank import MIN_TOKENS, head_topk
+from .matches import Matches
+from .neurons import NeuronMeanings
+from .spaces import Vocab
+
+
+@dataclass
+class Context:
+    """One prompt's run, as the tables need it."""
+    model: object
+    trace: object
+    vocab: Vocab
+    tokens: list[str]          # [T] each token of the prompt decoded alone
+    k: int = 10
+    metric: str = "cosine"
+    bias_threshold: float = 2.0
+    use_cache: bool = True     # disk cache for neuron meanings and projected head vocabularies
+    progress: bool = False
+
+    def matches(self, ids, scores, shape=None) -> Matches:
+        return Matches.make(ids, scores, self.vocab, self.bias_threshold, shape)
+
+    @cached_property
+    def unembed_index(self):
+        """The words as the residual stream's readout sees them (lnf_w * W_E), built once per analysis."""
+        return self.vocab.unembed_index(self.model.params.lnf_w, self.metric)
+
+    def token_columns(self) -> list[str]:
+        return [f"{t}:{s}" for t, s in enumerate(self.tokens)]
+
+
+# -- head vectors -------------------------------------------------------------------------------
+
+def pattern_matches(ctx: Context) -> Matches:
+    """Top words of every pattern p[l, h, t] against LN1_l(W_E): Matches of shape [L, H, T]."""
+    tr = ctx.trace
+    shape = tr.attn.shape[:3]
+    if tr.n_tokens >= MIN_TOKENS:   # low rank: rank keys / sqrt(e) against LN1_l(W_E) W_Q[h]
+        coords = tr.keys * np.float32(1 / np.sqrt(tr.keys.shape[-1]))
+        return ctx.matches(*head_topk(ctx.model, ctx.vocab, "pattern", coords, tr.patterns, ctx.k, ctx.metric,
+                                      ctx.use_cache, ctx.progress), shape)
+    p = ctx.model.params
+    L, H, T, D = tr.patterns.shape
+    ids, scores = np.empty((L, H * T, ctx.k), np.int64), np.empty((L, H * T, ctx.k), np.float32)
+    for l in range(L):
+        index = ctx.vocab.ln_index(p.ln1_w[l], p.ln1_b[l], ctx.metric)           # LN1_l(W_E[words])
+        ids[l], scores[l] = index.search(tr.patterns[l].reshape(H * T, D), ctx.k)
+    return ctx.matches(ids, scores, shape)
+
+
+def message_matches(ctx: Context) -> Matches:
+    """Top words of every message m[l, h, t] against lnf_w * W_E: Matches of shape [L, H, T]."""
+    tr = ctx.trace
+    shape = tr.attn.shape[:3]
+    if tr.n_tokens >= MIN_TOKENS:   # low rank: rank values against (lnf_w * W_E) W_O[h]^T
+        return ctx.matches(*head_topk(ctx.model, ctx.vocab, "message", tr.values, tr.messages, ctx.k, ctx.metric,
+                                      ctx.use_cache, ctx.progress), shape)
+    return ctx.matches(*ctx.unembed_index.search(tr.messages.reshape(-1, tr.messages.shape[-1]), ctx.k), shape)
+
+
+@dataclass(frozen=True)
+class NeuronMatches:
+    """The cached neuron meanings as Matches of shape [L, m]."""
+    inputs: Matches      # W_in columns vs LN2_l(W_E)
+    outputs: Matches     # W_out rows vs lnf_w * W_E: what a positive activation writes
+    negatives: Matches   # -W_out rows: what a negative activation writes
+
+
+def neuron_matches(ctx: Context, nm: NeuronMeanings) -> NeuronMatches:
+    shape = nm.in_ids.shape[:2]
+    return NeuronMatches(*(ctx.matches(i, s, shape) for i, s in
+                           ((nm.in_ids, nm.in_scores), (nm.out_ids, nm.out_scores), (nm.neg_ids, nm.neg_scores))))
+
+
+def logit_lens_top(ctx: Context, k: int) -> np.ndarray:
+    """Top-k token ids of ln_f(resid_pre[l]) @ W_E^T for every layer and token: [L+1, T, k].
+
+    resid_pre[L] gives the model's own logits. All layers go through one unembedding matmul.
+    """
+    tr = ctx.trace
+    L1, T, D = tr.resid_pre.shape
+    out = np.empty((L1 * T, k), np.int64)
+    rows = max(1, CHUNK_BYTES // (4 * ctx.model.cfg.d_vocab))                     # bounded memory for long prompts
+    flat = tr.resid_pre.reshape(L1 * T, D)
+    for a in range(0, L1 * T, rows):
+        out[a:a + rows] = select_topk(np.ascontiguousarray(ctx.model.unembed(flat[a:a + rows])), k)[0]
+    return out.reshape(L1, T, k)
