@@ -12,7 +12,7 @@ is detected and that row is redone with a full stable sort. Ties always resolve 
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from minigpt2.errors import InputError
 GROUP = 16
 CHUNK_BYTES = 256 << 20  # scores per chunk: 256 MiB (~1300 rows of GPT-2's vocabulary), so peak memory
                          # stays bounded for any n; smaller chunks slow BLAS down (280 vs 340 GFLOP/s)
-_POOL = ThreadPoolExecutor(2)  # selection runs on two threads (numpy releases the GIL in these kernels)
+POOL = ThreadPoolExecutor(2)  # selection runs on two threads (numpy releases the GIL in these kernels)
 
 
 METRICS = ("cosine", "dot")
@@ -33,11 +33,38 @@ def check_metric(metric: str) -> str:
     return metric
 
 
-class VocabIndex:
+class _Index:
+    """What every index shares: search, search_both and the map from rows back to vocabulary ids.
+
+    A subclass says how a query becomes scores: _scores_args(q) -> (keys, q', row_offset, col_scale), with
+    scores = (q' @ keys^T + row_offset[:, None]) * col_scale[None, :].
+    """
+    metric: str
+    ids: np.ndarray | None
+    dim: int
+
+    def search(self, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """(indices [n, k], scores [n, k]), scores descending. Indices are vocabulary ids when ids was given."""
+        top, _ = _search(*self._scores_args(_prep_queries(queries, self.dim, self.metric)), k, bottom=False)
+        return self._map(top[0]), top[1]
+
+    def search_both(self, queries: np.ndarray, k: int = 10):
+        """Top k and bottom k from one matmul: (top_idx, top_scores, bottom_idx, bottom_scores).
+
+        Bottom scores ascend (most negative first): the top k of the negated query.
+        """
+        top, bottom = _search(*self._scores_args(_prep_queries(queries, self.dim, self.metric)), k, bottom=True)
+        return self._map(top[0]), top[1], self._map(bottom[0]), bottom[1]
+
+    def _map(self, idx: np.ndarray) -> np.ndarray:
+        return idx if self.ids is None else self.ids[idx]
+
+
+class VocabIndex(_Index):
     """Keys [V, D] prepared once (normalised for cosine), searched many times."""
 
     def __init__(self, keys: np.ndarray, metric: str = "cosine", ids: np.ndarray | None = None):
-        check_metric(metric)
+        self.metric = check_metric(metric)
         keys = np.asarray(keys, dtype=np.float32)
         if keys.ndim != 2 or keys.shape[0] == 0:
             raise ValueError(f"keys must be a non-empty [V, D] matrix, got shape {keys.shape}")
@@ -46,57 +73,33 @@ class VocabIndex:
         if metric == "cosine":
             keys = _unit_rows(keys)                                        # a zero key scores 0
         self.keys = np.ascontiguousarray(keys)                         # [V, D]
-        self.metric = metric
+        self.dim = self.keys.shape[1]
         self.ids = None if ids is None else np.asarray(ids, dtype=np.int64)  # map rows back to vocabulary ids
 
-    def search(self, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        """(indices [n, k], scores [n, k]), scores descending. Indices are vocabulary ids when ids was given."""
-        idx, sc = _search(self.keys, _prep_queries(queries, self.keys.shape[1], self.metric), k)
-        return self._map(idx), sc
-
-    def search_both(self, queries: np.ndarray, k: int = 10):
-        """Top k and bottom k from one matmul: (top_idx, top_scores, bottom_idx, bottom_scores).
-
-        Bottom scores ascend (most negative first): the top k of the negated query.
-        """
-        q = _prep_queries(queries, self.keys.shape[1], self.metric)
-        ti, ts, bi, bs = _search(self.keys, q, k, also_bottom=True)
-        return self._map(ti), ts, self._map(bi), bs
-
-    def _map(self, idx: np.ndarray) -> np.ndarray:
-        return idx if self.ids is None else self.ids[idx]
+    def _scores_args(self, q):
+        return self.keys, q, None, None
 
 
-class AffineIndex:
-    """Keys s_v = gamma * (a_v base_v + c_v) + beta for one shared normalised base, searched without
-    ever building them. base_aug [V, D+1] is the base with the column c_v / a_v appended.
+def _inv_norm(n2: np.ndarray) -> np.ndarray:
+    """1 / sqrt(n2), 0 where n2 <= 0 (a zero key scores 0), float32."""
+    f = np.float32
+    norm = np.sqrt(np.maximum(n2, f(0)))
+    return np.where(norm > 0, f(1) / np.where(norm > 0, norm, f(1)), f(0)).astype(f)
 
-    q . s_v = a_v ((q gamma) . base_v + (q . gamma) c_v / a_v) + q . beta: one matmul of [q gamma, q . gamma]
-    against base_aug, then a per-key scale. For cosine, |s_v|^2 expands into matvecs over base and base^2.
-    LN1_l / LN2_l spaces: a = 1, c = 0. The unembedding lnf_w * W_E: a = std, c = mean of each W_E row, beta = 0.
-    """
 
-    def __init__(self, base_aug: np.ndarray, base_sq: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
-                 metric: str = "cosine", ids: np.ndarray | None = None, scale: np.ndarray | None = None):
-        check_metric(metric)
-        D = base_sq.shape[1]
-        self.shifted = scale is not None
-        if self.shifted and np.any(beta):
-            raise ValueError("a per-key scale needs beta = 0")
-        self.base = base_aug if self.shifted else base_aug[:, :D]                    # [V, D+1] or [V, D] view
-        self.gamma, self.beta, self.metric, self.ids = gamma.astype(np.float32), beta.astype(np.float32), metric, ids
-        f = np.float32
-        a = scale.astype(f) if self.shifted else None
-        self.col_scale = a
-        if metric == "cosine":
-            g, b, n = self.gamma, self.beta, base_aug[:, :D]
-            n2 = base_sq @ (g * g) + f(2) * (n @ (g * b)) + b @ b                      # [V] (a = 1, c = 0)
-            if self.shifted:                                                            # a^2 n^2.g^2 + 2 a c n.g^2 + c^2 |g|^2
-                c = base_aug[:, D] * a
-                n2 = a * a * (base_sq @ (g * g)) + f(2) * a * c * (n @ (g * g)) + c * c * (g @ g)
-            norm = np.sqrt(np.maximum(n2, f(0)))
-            inv = np.where(norm > 0, f(1) / np.where(norm > 0, norm, f(1)), f(0))
-            self.col_scale = inv * a if self.shifted else inv
+class LNIndex(_Index):
+    """Keys s_v = gamma * n_v + beta: a LayerNorm (LN1_l, LN2_l) applied to the shared normalised base n_v
+    [V, D], searched without ever building them: q . s_v = (q gamma) . n_v + q . beta."""
+
+    def __init__(self, base: np.ndarray, base_sq: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
+                 metric: str = "cosine", ids: np.ndarray | None = None):
+        self.metric = check_metric(metric)
+        self.base, self.ids, self.dim = base, ids, base.shape[1]                     # [V, D]
+        self.gamma, self.beta = gamma.astype(np.float32), beta.astype(np.float32)
+        self.col_scale = None
+        if metric == "cosine":                   # |s_v|^2 = n^2 . g^2 + 2 n . (g b) + |b|^2
+            g, b = self.gamma, self.beta
+            self.col_scale = _inv_norm(base_sq @ (g * g) + np.float32(2) * (base @ (g * b)) + b @ b)   # [V]
 
     def project(self, W: np.ndarray) -> np.ndarray:
         """The keys seen through W [D, n]: s_v @ W for every key, [V, n], times 1/|s_v| for cosine.
@@ -104,36 +107,44 @@ class AffineIndex:
         A query q . (s_v @ W) scores like (q W^T) . s_v would here: the low-rank head search's vocabulary.
         """
         W = W.astype(np.float32)
-        gW = self.gamma[:, None] * W                                                  # [D, n]
-        if self.shifted:                                                              # base [V, D+1]
-            P = self.base @ np.vstack([gW, (self.gamma @ W)[None]])
-        else:
-            P = self.base @ gW
-            P += self.beta @ W
-        if self.col_scale is not None:                                                # a_v, or a_v / |s_v|
+        P = self.base @ (self.gamma[:, None] * W)                                     # [V, D] @ [D, n]
+        P += self.beta @ W
+        if self.col_scale is not None:
             P *= self.col_scale[:, None]
         return P
 
-    def search(self, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        """(indices [n, k], scores [n, k]), as VocabIndex.search."""
-        idx, sc = self._run(queries, k, also_bottom=False)
-        return self._map(idx), sc
+    def _scores_args(self, q):
+        return self.base, q * self.gamma, q @ self.beta, self.col_scale
 
-    def search_both(self, queries: np.ndarray, k: int = 10):
-        """Top k and bottom k from one matmul, as VocabIndex.search_both."""
-        ti, ts, bi, bs = self._run(queries, k, also_bottom=True)
-        return self._map(ti), ts, self._map(bi), bs
 
-    def _run(self, queries, k, also_bottom):
-        q = _prep_queries(queries, self.gamma.shape[0], self.metric)
-        qg = q * self.gamma
-        if self.shifted:
-            qg = np.concatenate([qg, (q @ self.gamma)[:, None]], axis=1)                # [n, D+1]
-        off = None if self.shifted else q @ self.beta
-        return _search(self.base, qg, k, also_bottom, row_offset=off, col_scale=self.col_scale)
+class ScaledIndex(_Index):
+    """Keys s_v = gamma * (a_v n_v + c_v) for the shared normalised base n_v: the unembedding lnf_w * W_E,
+    with a_v, c_v each W_E row's std and mean. base_aug [V, D+1] is the base with c_v / a_v appended, so
+    q . s_v = a_v ([q gamma, q . gamma] . base_aug_v): one matmul, then a per-key scale."""
 
-    def _map(self, idx: np.ndarray) -> np.ndarray:
-        return idx if self.ids is None else self.ids[idx]
+    def __init__(self, base_aug: np.ndarray, base_sq: np.ndarray, gamma: np.ndarray, scale: np.ndarray,
+                 metric: str = "cosine", ids: np.ndarray | None = None):
+        self.metric = check_metric(metric)
+        self.base, self.ids = base_aug, ids                                           # [V, D+1]
+        self.dim = base_aug.shape[1] - 1
+        self.gamma = gamma.astype(np.float32)
+        a = scale.astype(np.float32)
+        if metric == "cosine":                   # |s_v|^2 = a^2 n^2.g^2 + 2 a c n.g^2 + c^2 |g|^2
+            g2, n, c = self.gamma * self.gamma, base_aug[:, :-1], base_aug[:, -1] * a
+            n2 = a * a * (base_sq @ g2) + np.float32(2) * a * c * (n @ g2) + c * c * g2.sum()
+            self.col_scale = _inv_norm(n2) * a
+        else:
+            self.col_scale = a
+
+    def project(self, W: np.ndarray) -> np.ndarray:
+        """As LNIndex.project, for these keys."""
+        W = W.astype(np.float32)
+        P = self.base @ np.vstack([self.gamma[:, None] * W, (self.gamma @ W)[None]])   # [V, D+1] @ [D+1, n]
+        P *= self.col_scale[:, None]
+        return P
+
+    def _scores_args(self, q):
+        return self.base, np.concatenate([q * self.gamma, (q @ self.gamma)[:, None]], axis=1), None, self.col_scale
 
 
 def topk(queries: np.ndarray, keys: np.ndarray, k: int = 10, metric: str = "cosine") -> tuple[np.ndarray, np.ndarray]:
@@ -175,15 +186,16 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def _search(keys, q, k, also_bottom=False, row_offset=None, col_scale=None):
-    """Top k of S = (q @ keys^T + row_offset[:, None]) * col_scale[None, :], chunk by chunk."""
+def _search(keys, q, row_offset, col_scale, k, bottom: bool):
+    """Top k of S = (q @ keys^T + row_offset[:, None]) * col_scale[None, :], chunk by chunk.
+
+    Returns ((top_idx, top_scores), (bottom_idx, bottom_scores) or None), each [n, k].
+    """
     n, V = q.shape[0], keys.shape[0]
     if not 1 <= k <= V:
-        raise ValueError(f"k must be in 1..{V}, got {k}")
-    out_i = np.empty((n, k), np.int64)
-    out_s = np.empty((n, k), np.float32)
-    if also_bottom:
-        bot_i, bot_s = np.empty((n, k), np.int64), np.empty((n, k), np.float32)
+        raise InputError(f"k must be in 1..{V}, got {k}")
+    top = (np.empty((n, k), np.int64), np.empty((n, k), np.float32))
+    low = (np.empty((n, k), np.int64), np.empty((n, k), np.float32)) if bottom else None
     rows = max(1, min(n, CHUNK_BYTES // (4 * V)))
     buf = np.empty((rows, V), np.float32)
     for a in range(0, n, rows):
@@ -193,19 +205,24 @@ def _search(keys, q, k, also_bottom=False, row_offset=None, col_scale=None):
             S += row_offset[a:b, None]
         if col_scale is not None:
             S *= col_scale
-        out_i[a:b], out_s[a:b] = _select_parallel(S, k)
-        if also_bottom:
+        top[0][a:b], top[1][a:b] = _select_parallel(S, k)
+        if bottom:
             np.negative(S, out=S)
-            bot_i[a:b], s = _select_parallel(S, k)
-            bot_s[a:b] = -s
-    return (out_i, out_s, bot_i, bot_s) if also_bottom else (out_i, out_s)
+            low[0][a:b], s = _select_parallel(S, k)
+            low[1][a:b] = -s
+    return top, low
+
+
+def select_topk_async(S: np.ndarray, k: int) -> Future:
+    """select_topk on the selection thread pool: overlap it with the next matmul (numpy releases the GIL)."""
+    return POOL.submit(select_topk, S, k)
 
 
 def _select_parallel(S: np.ndarray, k: int):
     if S.shape[0] < 64:
         return select_topk(S, k)
     h = S.shape[0] // 2
-    top, bottom = _POOL.submit(select_topk, S[:h], k), _POOL.submit(select_topk, S[h:], k)
+    top, bottom = select_topk_async(S[:h], k), select_topk_async(S[h:], k)
     (i1, v1), (i2, v2) = top.result(), bottom.result()
     return np.concatenate([i1, i2]), np.concatenate([v1, v2])
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import diskcache
-from .knn import _POOL, CHUNK_BYTES, select_topk
+from .knn import CHUNK_BYTES, select_topk_async
 from .spaces import Vocab
 
 MIN_TOKENS = 64   # below this the full search is cheaper than reading the projected vocabularies
@@ -116,7 +116,7 @@ def head_topk(model, vocab: Vocab, kind: str, coords: np.ndarray, full: np.ndarr
                 n += 1
                 finish(slot)
                 S = np.matmul(coords[l, h, a:b], P[h].T, out=bufs[slot][: b - a])   # [r, e] @ [e, Vw]
-                pending[slot] = (_POOL.submit(select_topk, S, k), (l, h, a, b))
+                pending[slot] = (select_topk_async(S, k), (l, h, a, b))
     finish(0)
     finish(1)
     return ids.reshape(-1, k), scores.reshape(-1, k)

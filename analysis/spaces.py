@@ -36,14 +36,13 @@ class Vocab:
 
     def ln_index(self, gamma: np.ndarray, beta: np.ndarray, metric: str):
         """Index over LN(W_E[words]) for a LayerNorm with this gain and bias (LN1_l or LN2_l)."""
-        from .knn import AffineIndex
-        return AffineIndex(self.normed_aug, self.normed_sq, gamma, beta, metric, ids=self.words)
+        from .knn import LNIndex
+        return LNIndex(self.normed, self.normed_sq, gamma, beta, metric, ids=self.words)
 
     def unembed_index(self, lnf_w: np.ndarray, metric: str):
         """Index over lnf_w * W_E[words] (the unembedding space), from the same normalised base."""
-        from .knn import AffineIndex
-        return AffineIndex(self.normed_aug, self.normed_sq, lnf_w, np.zeros_like(lnf_w), metric, ids=self.words,
-                           scale=self.row_std)
+        from .knn import ScaledIndex
+        return ScaledIndex(self.normed_aug, self.normed_sq, lnf_w, self.row_std, metric, ids=self.words)
 
     @property
     def n_dropped(self) -> int:
@@ -70,7 +69,7 @@ def word_ids(tokenizer, d_vocab: int, strings: list[str] | None = None, whole_wo
     only (1) and (2) apply (for byte-level toy vocabularies, which have no whole words).
     """
     strings = tokenizer.vocab_strings() if strings is None else strings
-    encoded = tokenizer._tok.encode_batch(strings, add_special_tokens=False)
+    encoded = tokenizer.encode_batch(strings)
     vocab = {s: i for i, s in enumerate(strings)}
     special = {i for i in range(d_vocab) if strings[i].startswith("<|") and strings[i].endswith("|>")}
     keep = []
@@ -78,7 +77,7 @@ def word_ids(tokenizer, d_vocab: int, strings: list[str] | None = None, whole_wo
         if i in special:
             keep.append(i)
             continue
-        if not s.strip() or "\ufffd" in s or e.ids != [i]:
+        if not s.strip() or "\ufffd" in s or e != [i]:
             continue
         if not whole_words or s.startswith(" ") or (" " + s) in vocab:
             keep.append(i)

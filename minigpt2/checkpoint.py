@@ -44,9 +44,13 @@ def write_byte_tokenizer(out: Path, d_vocab: int) -> int:
     return d_vocab - 1
 
 
-def random_hf_tensors(cfg: GPT2Config, seed: int = 0, hub_layout: bool = True,
+def random_hf_tensors(cfg: GPT2Config, seed: int = 0, prefix: str = "", mask_buffers: bool = True,
                       progress: bool = False) -> dict[str, np.ndarray]:
-    """Every tensor of a HF GPT-2 file, randomised (biases and LayerNorms too, so no bias bug hides)."""
+    """Every tensor of a HF GPT-2 file, randomised (biases and LayerNorms too, so no bias bug hides).
+
+    prefix: "" as in the hub's gpt2 file, "transformer." as save_pretrained writes. mask_buffers: add each
+    layer's causal-mask buffer h.N.attn.bias, as the hub's gpt2 file has (they are not weights).
+    """
     from tqdm.auto import tqdm
 
     rng = np.random.default_rng(seed)
@@ -62,11 +66,11 @@ def random_hf_tensors(cfg: GPT2Config, seed: int = 0, hub_layout: bool = True,
             arr = 0.01 * rng.standard_normal(shape, dtype=np.float32)
         else:
             arr = 0.02 * rng.standard_normal(shape, dtype=np.float32)
-        out[name if hub_layout else "transformer." + name] = arr.astype(np.float32, copy=False)
-    if hub_layout:  # the hub's gpt2 file also carries each layer's causal-mask buffer
+        out[prefix + name] = arr.astype(np.float32, copy=False)
+    if mask_buffers:
         mask = np.tril(np.ones((cfg.n_ctx, cfg.n_ctx), np.float32))[None, None]
         for l in range(cfg.n_layers):
-            out[f"h.{l}.attn.bias"] = mask
+            out[f"{prefix}h.{l}.attn.bias"] = mask
     return out
 
 

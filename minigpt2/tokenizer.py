@@ -67,6 +67,11 @@ class GPT2Tokenizer:
             ids = [self.bos_id] + ids
         return np.asarray(ids, dtype=np.int64)
 
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        """Each text's ids as they stand (no BOS): for checking many strings at once (the word filter)."""
+        return [e.ids for e in self._tok.encode_batch([check_text(t, "text") for t in texts],
+                                                      add_special_tokens=False)]
+
     def decode(self, ids) -> str:
         return self._tok.decode([int(i) for i in ids], skip_special_tokens=False)
 

@@ -20,8 +20,7 @@ def tiny_config(L=2, H=3, e=4, m=20, V=40, n_ctx=16) -> GPT2Config:
 
 def random_model(cfg: GPT2Config, seed: int = 0, scale: float = 1.0) -> tuple[Model, dict]:
     """A Model with random weights (no tokenizer), and the raw HF-named tensors it was built from."""
-    t = random_hf_tensors(cfg, seed=seed, hub_layout=False)
-    t = {k.removeprefix("transformer."): v for k, v in t.items()}
+    t = random_hf_tensors(cfg, seed=seed, mask_buffers=False)
     rng = np.random.default_rng(seed + 1)
     for k in t:  # bigger weights than a fresh init, so attention is far from uniform
         if "weight" in k and "ln_" not in k:

@@ -363,7 +363,14 @@ def test_byte_level_vocabulary_falls_back_to_valid_text_and_says_so(tmp_path):
     m = minigpt2.load(FIXTURES / "tiny-hub")          # 256 byte tokens: no whole words at all
     rep = run_analysis(m, "hi there", k=3, progress=False)
     assert rep.word_filter == "valid text" and "every token of valid text kept" in rep.subtitle
-    assert all(len(r[4].split(",")) >= 1 for r in rep["patterns"].rows)
+    # valid text, decided here byte by byte: bytes 0x80..0xff alone are no UTF-8; blank bytes are dropped too
+    kept = [b for b in range(256) if b < 0x80 and chr(b).strip()] + [299]
+    assert rep.words_dropped == 300 - len(kept)
+    allowed = {m.tokenizer.decode([i]) for i in kept}
+    for r in rep["patterns"].rows:
+        assert r[4] == HIGH_BIAS or r[6] == r[4]
+    pm = [r[6] for r in rep["patterns"].rows]
+    assert all(any(w in allowed for w in cell.split(",")) for cell in pm)
 
 
 def test_make_checkpoint_needs_the_bpe_files_for_a_gpt2_vocabulary(tmp_path, monkeypatch):
@@ -396,3 +403,92 @@ def test_attended_orders_heads_by_attention_off_position_0_and_caps_long_prompts
     heads = list(dict.fromkeys((r[0], r[1]) for r in t.rows))
     assert heads == expected[:3] and len(t) == 3 * 8
     assert "keeps the 3 of 8 heads" in t.note
+
+
+# -- exact checks that pin each step of the tables ----------------------------------------------
+
+def test_words_dropped_on_the_real_vocabulary(report):
+    assert report.words_dropped == 50257 - 41574          # the filter's count on GPT-2's vocabulary (README)
+
+
+def test_decomposition_labels_name_their_rows(model):
+    tr = model.run(model.encode(PROMPT))
+    d = tr.decompose(2, 5)
+    labels = d.labels
+    H, m = model.cfg.n_heads, model.cfg.d_mlp
+    assert labels[0] == "token embedding" and labels[1] == "position embedding"
+    layer1 = 2 + H * 6 + 1 + m + 1       # layer 0: H x 6 messages, then b_O, m neurons, b_out; then layer 1
+    assert labels[2 + 2 * 6 + 3] == "L0 H2 message from 3"
+    assert labels[2 + H * 6] == "L0 b_O" and labels[2 + H * 6 + 1 + 17] == "L0 N17"
+    assert labels[layer1 + 3 * 6 + 5] == "L1 H3 message from 5" and labels[-1] == "L1 b_out"
+    assert d.kind[layer1] == "message" and d.head[layer1 + 3 * 6 + 5] == 3 and d.source[layer1 + 3 * 6 + 5] == 5
+    np.testing.assert_allclose(d.vectors[layer1 + 3 * 6 + 5],
+                               tr.attn[1, 3, 5, 5] * tr.messages[1, 3, 5], rtol=1e-5, atol=1e-7)
+
+
+def test_stream_words_of_messages_and_of_neurons_of_either_sign(model, report, words):
+    p, tr = model.params, model.run(model.encode(PROMPT))
+    s = report["stream"]
+    out_space = p.W_E[words].astype(np.float64) * p.lnf_w
+    checked = {"message": 0, "pos": 0, "neg": 0}
+    for r in s.rows[:400]:
+        r = dict(zip(s.columns, r))
+        if r["kind"] == "message" and checked["message"] < 4:
+            vec = tr.messages[r["layer"], r["head"], r["source"]]
+            assert r["words"] == expected_cell(model, brute_ids(vec, out_space, words, 5))
+            checked["message"] += 1
+        elif r["kind"] == "neuron" and r["weight"] != 0:
+            sign = "pos" if r["weight"] > 0 else "neg"
+            if checked[sign] < 3:
+                vec = p.W_out[r["layer"], r["neuron"]] * np.sign(r["weight"])   # a negative activation flips it
+                assert r["words"] == expected_cell(model, brute_ids(vec, out_space, words, 5))
+                checked[sign] += 1
+    assert checked == {"message": 4, "pos": 3, "neg": 3}
+
+
+def test_neuron_effect_is_max_abs_activation_times_output_norm(model, report):
+    p, tr = model.params, model.run(model.encode(PROMPT))
+    effect = np.abs(tr.mlp_acts.astype(np.float64)).max(axis=1) * np.linalg.norm(p.W_out.astype(np.float64), axis=2)
+    t = report["neurons"]
+    got = {(r[0], r[1]): r[4] for r in t.rows}
+    np.testing.assert_allclose([got[(l, n)] for l in range(2) for n in range(256)], effect.reshape(-1), rtol=1e-5)
+    mostly_negative = np.argwhere(tr.mlp_acts.max(axis=1) < np.abs(tr.mlp_acts).max(axis=1))
+    assert len(mostly_negative) > 10          # neurons whose strongest activation is negative exist here
+
+
+def test_bos_neuron_threshold_is_a_quarter(model):
+    """Activations built by hand around the 1/4 boundary: ratios 0.2 and 0.25 qualify, 0.26 and 0.3 do not."""
+    from types import SimpleNamespace
+
+    from analysis.context import Context, NeuronMatches
+    from analysis.matches import Matches
+    from analysis.spaces import Vocab
+    from analysis.tables import bos_neurons_table
+    L, T, m = 1, 3, 6
+    acts = np.zeros((L, T, m), np.float32)
+    acts[0, 0] = [4, 4, 4, 4, -4, 4]
+    acts[0, 1] = [0.8, 1.0, 1.04, 1.2, 0, -0.9]
+    V = 5
+    vocab = Vocab([f"w{i}" for i in range(V)], np.arange(V), np.zeros(V), np.zeros(V, np.float32))
+    mk = Matches.make(np.zeros((L * m, 2), np.int64), np.zeros((L * m, 2)), vocab, 2.0, (L, m))
+    ctx = Context(SimpleNamespace(), SimpleNamespace(mlp_acts=acts), vocab, ["a", "b", "c"], k=2)
+    t = bos_neurons_table(ctx, NeuronMatches(mk, mk, mk))
+    assert sorted(r[1] for r in t.rows) == [0, 1, 5]        # |-0.9| / 4 = 0.225 qualifies too
+
+
+@pytest.mark.parametrize("n_tokens", [70])
+def test_long_prompt_messages_and_patterns_through_analyze(model, words, n_tokens):
+    """64+ tokens take the low-rank path (keys for patterns, values for messages) inside analyze()."""
+    from analysis.lowrank import MIN_TOKENS
+    text = " ".join(["The baseball player hit a home run"] * 10)
+    ids = model.encode(text)[:n_tokens]
+    assert len(ids) == n_tokens >= MIN_TOKENS
+    rep = analyze(model, ids=ids, k=5, progress=False)
+    p, tr = model.params, model.run(ids)
+    for l, h, t in [(0, 1, 65), (1, 3, 7), (1, 0, 69)]:
+        r = row(rep["messages"], layer=l, head=h, pos=t)
+        assert r["matches"] == brute_words(model, tr.messages[l, h, t], p.W_E[words].astype(np.float64) * p.lnf_w,
+                                           words, 5)
+        r = row(rep["patterns"], layer=l, head=h, pos=t)
+        assert r["matches"] == brute_words(model, tr.patterns[l, h, t], ln64(p.W_E[words], p.ln1_w[l], p.ln1_b[l]),
+                                           words, 5)

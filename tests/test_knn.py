@@ -97,9 +97,9 @@ def test_inputs_are_not_modified():
 
 @settings(max_examples=60, deadline=None)
 @given(st.integers(0, 2**16), st.sampled_from(["cosine", "dot"]), st.booleans())
-def test_affine_index_equals_search_over_the_built_space(seed, metric, unembed):
+def test_ln_and_scaled_indexes_equal_search_over_the_built_space(seed, metric, unembed):
     """LN spaces and the unembedding, searched from the shared normalised base, match building them."""
-    from analysis.knn import AffineIndex
+    from analysis.knn import LNIndex, ScaledIndex
     from analysis.spaces import normalized_words
     rng = np.random.default_rng(seed)
     V, D = 400, 12
@@ -111,11 +111,11 @@ def test_affine_index_equals_search_over_the_built_space(seed, metric, unembed):
     x = W_E[words].astype(np.float64)
     if unembed:
         space = x * g
-        index = AffineIndex(aug, aug[:, :-1] ** 2, g, b, metric, ids=words, scale=std)
+        index = ScaledIndex(aug, aug[:, :-1] ** 2, g, std, metric, ids=words)
     else:
         mu = x.mean(1, keepdims=True)
         space = (x - mu) / np.sqrt(((x - mu) ** 2).mean(1, keepdims=True) + 1e-5) * g + b
-        index = AffineIndex(aug, aug[:, :-1] ** 2, g, b, metric, ids=words)
+        index = LNIndex(aug[:, :-1], aug[:, :-1] ** 2, g, b, metric, ids=words)
     q = rng.standard_normal((9, D)).astype(np.float32)
     ref, S = brute(q, space, 5, metric)
     idx, scores = index.search(q, 5)
