@@ -89,8 +89,8 @@ def method_neuron_meanings(q, keys):
 
 METHODS = {"analysis.topk": method_topk, "faiss IndexFlatIP": method_faiss,
            "numpy argpartition": method_argpartition, "numpy argsort": method_argsort,
-           "neuron meanings, cold (analysis.cache)": method_neuron_meanings}
-ONLY_AT = {"neuron meanings, cold (analysis.cache)": 73728}   # its query set is fixed
+           "neuron meanings, cold (analysis.neurons)": method_neuron_meanings}
+ONLY_AT = {"neuron meanings, cold (analysis.neurons)": 73728}   # its query set is fixed
 
 
 def rss_kb(field: str) -> int:
