@@ -1,10 +1,11 @@
 """minigpt2: a pure-NumPy GPT-2 that records every pattern, message and residual contribution."""
 from .config import GPT2Config
+from .edits import Edit
 from .errors import (ConfigError, Error, InputError, LoadError, NumericError, OutputError, TokenizerError,
                      WeightsError)
 from .model import Model, load
 from .trace import Decomposition, Trace
 
-__all__ = ["GPT2Config", "Model", "load", "Trace", "Decomposition", "Error", "LoadError", "InputError",
+__all__ = ["GPT2Config", "Edit", "Model", "load", "Trace", "Decomposition", "Error", "LoadError", "InputError",
            "ConfigError", "WeightsError", "TokenizerError", "NumericError", "OutputError"]
 __version__ = "0.1.0"

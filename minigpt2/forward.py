@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from .config import GPT2Config
+from .edits import HeadEdit, NeuronEdit, ResidEdit, check_edits
 from .errors import InputError, NumericError
 from .layers import gelu_new, layer_norm, softmax_
 from .trace import Trace
@@ -47,11 +48,13 @@ def check_finite(logits: np.ndarray, resid: np.ndarray | None = None) -> np.ndar
                        "; the weights are far outside GPT-2's range")
 
 
-def causal_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, attn: np.ndarray) -> np.ndarray:
+def causal_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, attn: np.ndarray,
+                     head_edits: tuple = ()) -> np.ndarray:
     """softmax(q k^T + causal mask) v for q, k, v [H, T, e] (q already scaled by 1/sqrt(e)).
 
     Writes the probabilities into attn [H, T, T] (zeros above the diagonal) and returns z [H, T, e].
-    Works in blocks of query rows, so the masked half of the scores is never computed.
+    Works in blocks of query rows, so the masked half of the scores is never computed. head_edits
+    (HeadEdit) scale probabilities after the softmax, before they weight the values.
     """
     H, T, e = q.shape
     z = np.empty((H, T, e), np.float32)
@@ -63,11 +66,16 @@ def causal_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, attn: np.ndarr
         s[:, :, t0:t1] += above[: t1 - t0, : t1 - t0]
         softmax_(s)
         attn[:, t0:t1, t1:] = 0.0
+        for ed in head_edits:                                                # [b, t1] rows of one head
+            rows = slice(None) if ed.dest is None else (slice(0, 0) if not t0 <= ed.dest < t1 else ed.dest - t0)
+            cols = slice(None) if ed.source is None else ed.source
+            if ed.source is None or ed.source < t1:
+                s[ed.head, rows, cols] *= np.float32(ed.scale)
         np.matmul(s, v[:, :t1], out=z[:, t0:t1])                              # [H, b, t1] @ [H, t1, e]
     return z
 
 
-def attention(x: np.ndarray, p: Params, l: int, eps: float, attn: np.ndarray):
+def attention(x: np.ndarray, p: Params, l: int, eps: float, attn: np.ndarray, head_edits: tuple = ()):
     """One attention block on resid_pre [T, D], attention written into attn [H, T, T].
 
     Returns x~ = LN1(x) [T, D], k, v [H, T, e] and the block's output [T, D] (b_O included).
@@ -82,18 +90,22 @@ def attention(x: np.ndarray, p: Params, l: int, eps: float, attn: np.ndarray):
     k += p.b_K[l][:, None, :]
     v = np.matmul(xt, p.W_V[l])
     v += p.b_V[l][:, None, :]
-    z = causal_attention(q, k, v, attn)                               # [H, T, e]
+    z = causal_attention(q, k, v, attn, head_edits)                   # [H, T, e]
     out = z.transpose(1, 0, 2).reshape(T, H * e) @ p.W_O[l].reshape(H * e, -1)   # [T, H e] @ [H e, D]
     out += p.b_O[l]
     return xt, k, v, out
 
 
-def mlp(x: np.ndarray, p: Params, l: int, eps: float):
-    """One MLP block on resid_mid [T, D]. Returns LN2(x) [T, D], pre [T, m], acts [T, m], out [T, D]."""
+def mlp(x: np.ndarray, p: Params, l: int, eps: float, neuron_edits: tuple = ()):
+    """One MLP block on resid_mid [T, D]. Returns LN2(x) [T, D], pre [T, m], acts [T, m], out [T, D].
+
+    neuron_edits (NeuronEdit) scale activations; acts is what the block actually used."""
     xt = layer_norm(x, p.ln2_w[l], p.ln2_b[l], eps)                  # [T, D]
     pre = xt @ p.W_in[l]                                              # [T, D] -> [T, m]
     pre += p.b_in[l]
     acts = gelu_new(pre)
+    for ed in neuron_edits:
+        acts[slice(None) if ed.pos is None else ed.pos, ed.neuron] *= np.float32(ed.scale)
     out = acts @ p.W_out[l]                                           # [T, m] -> [T, D]
     out += p.b_out[l]
     return xt, pre, acts, out
@@ -125,14 +137,18 @@ def _logits(p: Params, cfg: GPT2Config, ids: np.ndarray) -> np.ndarray:
     return unembed(x, p, cfg.layer_norm_eps)
 
 
-def run(p: Params, cfg: GPT2Config, ids) -> Trace:
-    """Forward pass that records every pattern, message, attention, activation and residual."""
+def run(p: Params, cfg: GPT2Config, ids, edits=()) -> Trace:
+    """Forward pass that records every pattern, message, attention, activation and residual.
+
+    edits (minigpt2.Edit.neuron / head / resid) are applied as the pass goes; the Trace records what ran.
+    """
     ids = check_ids(ids, cfg)
+    edits = check_edits(edits, cfg, ids.shape[0])
     with np.errstate(over="ignore", invalid="ignore"):     # overflow is reported once, by check_finite
-        return _run(p, cfg, ids)
+        return _run(p, cfg, ids, edits)
 
 
-def _run(p: Params, cfg: GPT2Config, ids: np.ndarray) -> Trace:
+def _run(p: Params, cfg: GPT2Config, ids: np.ndarray, edits: tuple) -> Trace:
     L, H, D, m, T = cfg.n_layers, cfg.n_heads, cfg.d_model, cfg.d_mlp, ids.shape[0]
     eps = cfg.layer_norm_eps
     inv_sqrt = np.float32(1.0 / np.sqrt(cfg.d_head))
@@ -145,19 +161,27 @@ def _run(p: Params, cfg: GPT2Config, ids: np.ndarray) -> Trace:
     keys, values = np.empty((L, H, T, cfg.d_head), f32), np.empty((L, H, T, cfg.d_head), f32)
     mlp_pre, mlp_acts = np.empty((L, T, m), f32), np.empty((L, T, m), f32)
 
+    def patch(x, l):                                                    # Edit.resid at layer l
+        for ed in edits:
+            if isinstance(ed, ResidEdit) and ed.layer == l:
+                x[ed.pos] = ed.vector
+        return x
+
     x = embed(ids, p)
     for l in range(L):
-        resid_pre[l] = x
-        ln1[l], keys[l], values[l], attn_out[l] = attention(x, p, l, eps, attn[l])
+        resid_pre[l] = x = patch(x, l)
+        heads = tuple(ed for ed in edits if isinstance(ed, HeadEdit) and ed.layer == l)
+        neurons = tuple(ed for ed in edits if isinstance(ed, NeuronEdit) and ed.layer == l)
+        ln1[l], keys[l], values[l], attn_out[l] = attention(x, p, l, eps, attn[l], heads)
         k, v = keys[l] * inv_sqrt, values[l]                            # p_k and c_k carry the 1/sqrt(e)
         np.matmul(k, p.W_Q[l].transpose(0, 2, 1), out=patterns[l])   # [H, T, e] @ [H, e, D] -> [H, T, D]
         np.einsum("hte,he->ht", k, p.b_Q[l], out=pattern_bias[l])
         np.matmul(v, p.W_O[l], out=messages[l])                         # [H, T, e] @ [H, e, D] -> [H, T, D]
         np.add(x, attn_out[l], out=resid_mid[l])
-        ln2[l], mlp_pre[l], mlp_acts[l], mlp_out[l] = mlp(resid_mid[l], p, l, eps)
+        ln2[l], mlp_pre[l], mlp_acts[l], mlp_out[l] = mlp(resid_mid[l], p, l, eps, neurons)
         x = resid_mid[l] + mlp_out[l]
-    resid_pre[L] = x
-    return Trace(params=p, ids=ids, resid_pre=resid_pre, resid_mid=resid_mid, ln1=ln1, attn=attn, keys=keys, values=values,
+    resid_pre[L] = x = patch(x, L)
+    return Trace(params=p, ids=ids, edits=edits, resid_pre=resid_pre, resid_mid=resid_mid, ln1=ln1, attn=attn, keys=keys, values=values,
                  patterns=patterns, pattern_bias=pattern_bias, messages=messages, attn_out=attn_out,
                  ln2=ln2, mlp_pre=mlp_pre, mlp_acts=mlp_acts, mlp_out=mlp_out,
                  logits=check_finite(unembed(x, p, eps), resid_pre))

@@ -35,9 +35,11 @@ class Model:
         return self.tokenizer.token_strings(ids)
 
     # forward
-    def run(self, ids) -> Trace:
-        """Forward pass recording every pattern, message, attention, activation and residual."""
-        return forward.run(self.params, self.cfg, ids)
+    def run(self, ids, edits=()) -> Trace:
+        """Forward pass recording every pattern, message, attention, activation and residual.
+
+        edits: minigpt2.Edit.neuron / head / resid, applied inside the pass (see minigpt2.edits)."""
+        return forward.run(self.params, self.cfg, ids, edits)
 
     def unembed(self, x: np.ndarray) -> np.ndarray:
         """Logits of residual vectors x [..., D]: LN_f(x) @ W_E^T, [..., V]. The logit lens, for any layer."""

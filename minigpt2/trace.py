@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .edits import ResidEdit
 from .weights import Params
 
 
@@ -13,6 +14,7 @@ class Trace:
     """Everything a forward pass computed. L layers, H heads, T tokens, D d_model, m d_mlp, V vocab."""
     params: Params             # the weights it ran with (a reference, not a copy)
     ids: np.ndarray            # [T]           token ids
+    edits: tuple               # the Edit.neuron / head / resid applied in this run (empty: a clean run)
     resid_pre: np.ndarray      # [L+1, T, D]   input of each block; resid_pre[L] is the final residual, before ln_f
     resid_mid: np.ndarray      # [L, T, D]     resid_pre[l] + attn_out[l]: the MLP's input
     ln1: np.ndarray            # [L, T, D]     x~ = LN1_l(resid_pre[l]): what every head reads
@@ -44,6 +46,9 @@ class Trace:
         one per (head, source token <= pos) = attn x message, b_O, one per neuron
         = activation x W_out row, b_out. Per-neuron rows are built here, for this
         position only (they would be 113 MB per token for GPT-2 small).
+
+        Under an Edit.resid at (l0, pos) with l0 <= layer, the latest such patch is one row ("patch") that
+        stands for the embeddings and every layer before l0; the layers from l0 on follow as usual.
         """
         L, H = self.attn.shape[0], self.attn.shape[1]
         T = self.n_tokens
@@ -66,9 +71,16 @@ class Trace:
             weights.append(np.ones(n, np.float32) if weight is None else weight)
             vectors.append(vecs)
 
-        add("tok_embed", 1, vecs=p.W_E[self.ids[pos]][None])
-        add("pos_embed", 1, vecs=p.W_pos[pos][None])
-        for l in range(layer):
+        patches = [e for e in self.edits if isinstance(e, ResidEdit) and e.pos == pos and e.layer <= layer]
+        start = 0
+        if patches:
+            last = max(patches, key=lambda e: e.layer)
+            start = last.layer
+            add("patch", 1, start, vecs=last.vector[None])
+        else:
+            add("tok_embed", 1, vecs=p.W_E[self.ids[pos]][None])
+            add("pos_embed", 1, vecs=p.W_pos[pos][None])
+        for l in range(start, layer):
             a = self.attn[l, :, pos, :S]                                   # [H, S]
             add("message", H * S, l, head=np.repeat(np.arange(H), S), source=np.tile(np.arange(S), H),
                 weight=a.reshape(-1), vecs=(a[:, :, None] * self.messages[l, :, :S]).reshape(H * S, -1))
@@ -88,7 +100,7 @@ class Decomposition:
     """Rows whose vectors sum to resid_pre[layer, pos]. n = number of rows."""
     layer: int
     pos: int
-    kind: np.ndarray      # [n] "tok_embed" | "pos_embed" | "message" | "b_O" | "neuron" | "b_out"
+    kind: np.ndarray      # [n] "tok_embed" | "pos_embed" | "patch" | "message" | "b_O" | "neuron" | "b_out"
     layer_of: np.ndarray  # [n] layer of the contribution (-1 for embeddings)
     head: np.ndarray      # [n] head, for messages (else -1)
     source: np.ndarray    # [n] source token, for messages (else pos)
@@ -105,6 +117,7 @@ class Decomposition:
         out = []
         for k, l, h, s, n in zip(self.kind, self.layer_of, self.head, self.source, self.neuron):
             out.append({"tok_embed": "token embedding", "pos_embed": "position embedding",
+                        "patch": f"resid_pre[{l}] patched",
                         "message": f"L{l} H{h} message from {s}", "b_O": f"L{l} b_O",
                         "neuron": f"L{l} N{n}", "b_out": f"L{l} b_out"}[str(k)])
         return out
