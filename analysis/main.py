@@ -11,6 +11,7 @@ import numpy as np
 from minigpt2.errors import InputError, check_text
 
 from . import context as cx
+from . import experiments as ex
 from . import tables as tb
 from .knn import check_metric
 from .matches import DEFAULT_BIAS_THRESHOLD
@@ -25,7 +26,8 @@ class Report:
     text: str
     model_source: str
     tables: dict[str, Table]          # by name: patterns, messages, attended, neurons, bos_neurons,
-                                         # evolution, evolution_top10, predictions, stream
+                                         # evolution, evolution_top10, predictions, stream, attention,
+                                         # position0, attention_on_0 (and effects, when asked)
     correct: int                         # greedy predictions that match the next token
     total: int
     decomposition_error: float           # max |sum of stream rows - resid_pre[L, pos]|
@@ -56,8 +58,10 @@ class Report:
 
 def analyze(model, text: str | None = None, ids=None, k: int = 10, metric: str = "cosine",
             bias_threshold: float = DEFAULT_BIAS_THRESHOLD, position: int = -1, bos: bool = True,
-            use_cache: bool = True, progress: bool = True) -> Report:
-    """Run the model on text (or ids) and build every table of the essay."""
+            use_cache: bool = True, progress: bool = True, effects: bool = False) -> Report:
+    """Run the model on text (or ids) and build every table of the essay.
+
+    effects: also rank heads and neurons by total effect (each ablated alone; many forward passes)."""
     if (text is None) == (ids is None):
         raise InputError("give either text or ids")
     check_metric(metric)
@@ -96,8 +100,12 @@ def analyze(model, text: str | None = None, ids=None, k: int = 10, metric: str =
     stream, error = tb.stream_table(ctx, mm, nm, position)
     out = [tb.patterns_table(ctx, pm), tb.messages_table(ctx, mm), tb.attended_table(ctx, pm, mm),
            tb.neurons_table(ctx, nm), tb.bos_neurons_table(ctx, nm), evolution, evolution10,
-           tb.predictions_table(ctx), stream]
+           tb.predictions_table(ctx), stream, tb.attention_grid_table(ctx),
+           *ex.position_tables(model, trace, ctx.tokens)]
     lap("tables")
+    if effects:
+        out.append(ex.total_effects_table(model, trace, ctx.tokens, progress=progress))
+        lap("total effects")
     correct, total = tb.prediction_score(trace)
     return Report(text=text if text is not None else model.decode(ids), model_source=model.source,
                   tables={t.name: t for t in out}, correct=correct, total=total, decomposition_error=error,

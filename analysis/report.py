@@ -24,6 +24,9 @@ CSS = """
 .mg2r td.num{text-align:right;font-variant-numeric:tabular-nums}
 .mg2r td{white-space:pre-wrap;max-width:420px}.mg2r td.hb{color:#999;font-style:italic}
 .mg2r .more{font-size:12px;color:#555}
+.mg2r .blocks{display:flex;flex-wrap:wrap;gap:10px}.mg2r figure.blk{margin:0}
+.mg2r figcaption{font-size:12px;font-weight:600}.mg2r table.grid td{width:9px;height:9px;padding:0}
+.mg2r table.grid th.q{font-weight:400;font-size:10px;padding:0 3px;max-width:80px;overflow:hidden}
 """
 
 

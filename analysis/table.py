@@ -25,6 +25,8 @@ class Table:
     html_limit: int | None = None       # the HTML shows the first rows only, and counts the rest
     pivot: tuple | None = None          # HTML layout: (row key columns, column key, value column)
     zeros_as_dashes: bool = False       # exact 0.0 displays as "--" (as in the essay)
+    blocks: tuple[str, ...] = ()        # HTML layout: one small heat map per value of these key columns
+                                        #   (rows: the column after them; cells: the heat columns, no text)
 
     def column(self, name: str) -> list:
         i = self.columns.index(name)
@@ -128,8 +130,33 @@ def _pivot_html(table: Table) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(body) + "\n</tbody></table>"
 
 
+def _blocks_html(table: Table) -> str:
+    """A grid of small heat maps, one per block key (e.g. one per head): value in each cell's tooltip."""
+    ki = [table.columns.index(k) for k in table.blocks]
+    ri = len(table.blocks)                                  # the row label column follows the keys
+    hi = [table.columns.index(c) for c in table.heat]
+    rows = table.rows if table.html_limit is None else table.rows[: table.html_limit]
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault(tuple(r[i] for i in ki), []).append(r)
+    parts = []
+    for key, rs in groups.items():
+        name = " ".join(f"{k[0].upper()}{v}" for k, v in zip(table.blocks, key))
+        body = "".join(
+            f'<tr><th class="q">{esc(r[ri])}</th>' + "".join(
+                "<td></td>" if r[i] is None else
+                f'<td style="{heat_colour(r[i])}" title="{esc(table.columns[i])}: {r[i]:.3f}"></td>' for i in hi)
+            + "</tr>" for r in rs)
+        parts.append(f'<figure class="blk"><figcaption>{esc(name)}</figcaption><table class="grid">{body}'
+                     "</table></figure>")
+    more = ""
+    if len(rows) < len(table.rows):
+        more = (f'<p class="more">Showing {len(groups)} blocks; the rest are in {esc(table.name)}.csv.</p>')
+    return f'<div class="blocks">{"".join(parts)}</div>{more}'
+
+
 def table_html(table: Table) -> str:
-    inner = _pivot_html(table) if table.pivot else _flat_html(table)
+    inner = _pivot_html(table) if table.pivot else _blocks_html(table) if table.blocks else _flat_html(table)
     return f'<div class="mg2"><h2>{esc(table.title)}</h2><p class="note">{esc(table.note)}</p>{inner}</div>'
 
 

@@ -71,6 +71,25 @@ def attended_table(ctx: Context, pm: Matches, mm: Matches) -> Table:
                  heat=tuple(ctx.token_columns()), html_limit=max(T, ATTENDED_HTML_CELLS // (T + 6) // T * T))
 
 
+def attention_grid_table(ctx: Context) -> Table:
+    """Every head's attention as a small heat map (query rows x key columns), the essay's per-head view.
+
+    Whole heads up to ATTENDED_CELLS attention cells, in layer and head order (Trace.attn has them all)."""
+    tr = ctx.trace
+    L, H, T = tr.attn.shape[:3]
+    n_heads = max(1, min(L * H, ATTENDED_CELLS // (T * T)))
+    rows = []
+    for flat in range(n_heads):
+        l, h = divmod(flat, H)
+        a = tr.attn[l, h].tolist()                                        # [query][key]
+        rows += [[l, h, f"{t}:{ctx.tokens[t]}"] + a[t][: t + 1] + [None] * (T - 1 - t) for t in range(T)]
+    kept = "" if n_heads == L * H else f" This prompt is long: the first {n_heads} of {L * H} heads are kept."
+    return Table("attention", "Attention", ["layer", "head", "query"] + ctx.token_columns(), rows,
+                 "Each head's attention: rows are queries, columns the keys they attend to (white 0, green 0.5, "
+                 "red 1). Hover a cell for its value." + kept, heat=tuple(ctx.token_columns()),
+                 blocks=("layer", "head"), html_limit=max(T, ATTENDED_HTML_CELLS // T // T * T))
+
+
 # -- neurons ------------------------------------------------------------------------------------
 def neurons_table(ctx: Context, nm: NeuronMatches) -> Table:
     """Every neuron: static input/output words, and this prompt's activation at each token.

@@ -120,21 +120,41 @@ def embed(ids: np.ndarray, p: Params) -> np.ndarray:
     return p.W_E[ids] + p.W_pos[: ids.shape[0]]                       # [T, D]
 
 
-def logits(p: Params, cfg: GPT2Config, ids) -> np.ndarray:
-    """Plain forward pass, nothing recorded: [T, V]."""
+def logits(p: Params, cfg: GPT2Config, ids, edits=(), start: int = 0, resid: np.ndarray | None = None) -> np.ndarray:
+    """Plain forward pass, nothing recorded: [T, V]. edits as in run().
+
+    start, resid: resume at block `start` from resid = resid_pre[start] [T, D] of an earlier run (whose
+    blocks before start the edits do not touch): many single-component ablations share their prefix.
+    """
     ids = check_ids(ids, cfg)
+    edits = check_edits(edits, cfg, ids.shape[0])
+    if start and (resid is None or resid.shape != (ids.shape[0], cfg.d_model)):
+        raise InputError(f"resuming at block {start} needs resid_pre[{start}] of shape ({ids.shape[0]}, {cfg.d_model})")
+    if any(e.layer < start for e in edits):
+        raise InputError(f"an edit before block {start} cannot apply to a pass resumed there")
     with np.errstate(over="ignore", invalid="ignore"):     # overflow is reported once, by check_finite
-        return check_finite(_logits(p, cfg, ids))
+        return check_finite(_logits(p, cfg, ids, edits, start, resid))
 
 
-def _logits(p: Params, cfg: GPT2Config, ids: np.ndarray) -> np.ndarray:
+def _logits(p: Params, cfg: GPT2Config, ids: np.ndarray, edits: tuple, start: int, resid) -> np.ndarray:
     T = ids.shape[0]
     scratch = np.empty((cfg.n_heads, T, T), np.float32)             # attention, overwritten each layer
-    x = embed(ids, p)
-    for l in range(cfg.n_layers):
-        x = x + attention(x, p, l, cfg.layer_norm_eps, scratch)[-1]
-        x = x + mlp(x, p, l, cfg.layer_norm_eps)[-1]
-    return unembed(x, p, cfg.layer_norm_eps)
+    x = embed(ids, p) if start == 0 else np.array(resid, np.float32)
+    for l in range(start, cfg.n_layers):
+        x = _patched(x, edits, l)
+        heads = tuple(e for e in edits if isinstance(e, HeadEdit) and e.layer == l)
+        neurons = tuple(e for e in edits if isinstance(e, NeuronEdit) and e.layer == l)
+        x = x + attention(x, p, l, cfg.layer_norm_eps, scratch, heads)[-1]
+        x = x + mlp(x, p, l, cfg.layer_norm_eps, neurons)[-1]
+    return unembed(_patched(x, edits, cfg.n_layers), p, cfg.layer_norm_eps)
+
+
+def _patched(x: np.ndarray, edits: tuple, layer: int) -> np.ndarray:
+    """x [T, D] with the Edit.resid of this layer applied (in place: x is always this pass's own array)."""
+    for e in edits:
+        if isinstance(e, ResidEdit) and e.layer == layer:
+            x[e.pos] = e.vector
+    return x
 
 
 def run(p: Params, cfg: GPT2Config, ids, edits=()) -> Trace:
@@ -161,15 +181,9 @@ def _run(p: Params, cfg: GPT2Config, ids: np.ndarray, edits: tuple) -> Trace:
     keys, values = np.empty((L, H, T, cfg.d_head), f32), np.empty((L, H, T, cfg.d_head), f32)
     mlp_pre, mlp_acts = np.empty((L, T, m), f32), np.empty((L, T, m), f32)
 
-    def patch(x, l):                                                    # Edit.resid at layer l
-        for ed in edits:
-            if isinstance(ed, ResidEdit) and ed.layer == l:
-                x[ed.pos] = ed.vector
-        return x
-
     x = embed(ids, p)
     for l in range(L):
-        resid_pre[l] = x = patch(x, l)
+        resid_pre[l] = x = _patched(x, edits, l)
         heads = tuple(ed for ed in edits if isinstance(ed, HeadEdit) and ed.layer == l)
         neurons = tuple(ed for ed in edits if isinstance(ed, NeuronEdit) and ed.layer == l)
         ln1[l], keys[l], values[l], attn_out[l] = attention(x, p, l, eps, attn[l], heads)
@@ -180,7 +194,7 @@ def _run(p: Params, cfg: GPT2Config, ids: np.ndarray, edits: tuple) -> Trace:
         np.add(x, attn_out[l], out=resid_mid[l])
         ln2[l], mlp_pre[l], mlp_acts[l], mlp_out[l] = mlp(resid_mid[l], p, l, eps, neurons)
         x = resid_mid[l] + mlp_out[l]
-    resid_pre[L] = x = patch(x, L)
+    resid_pre[L] = x = _patched(x, edits, L)
     return Trace(params=p, ids=ids, edits=edits, resid_pre=resid_pre, resid_mid=resid_mid, ln1=ln1, attn=attn, keys=keys, values=values,
                  patterns=patterns, pattern_bias=pattern_bias, messages=messages, attn_out=attn_out,
                  ln2=ln2, mlp_pre=mlp_pre, mlp_acts=mlp_acts, mlp_out=mlp_out,

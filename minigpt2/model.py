@@ -47,9 +47,10 @@ class Model:
         return forward.unembed(x.reshape(-1, x.shape[-1]), self.params, self.cfg.layer_norm_eps).reshape(
             *x.shape[:-1], self.cfg.d_vocab)
 
-    def logits(self, ids) -> np.ndarray:
-        """Forward pass recording nothing: [T, V]."""
-        return forward.logits(self.params, self.cfg, ids)
+    def logits(self, ids, edits=(), start: int = 0, resid: np.ndarray | None = None) -> np.ndarray:
+        """Forward pass recording nothing: [T, V]. edits as in run(); start/resid resume at a block
+        from an earlier run's resid_pre[start] (see forward.logits)."""
+        return forward.logits(self.params, self.cfg, ids, edits, start, resid)
 
     def generate(self, ids, n_new: int) -> np.ndarray:
         """Greedy decoding: ids followed by n_new argmax tokens (stops at the context length)."""

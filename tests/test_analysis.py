@@ -142,7 +142,8 @@ def test_token_bias_and_high_bias_filter_on_real_vocabulary(gpt2_tokenizer):
 
 def test_every_table_is_filled(report):
     assert set(report.tables) == {"patterns", "messages", "attended", "neurons", "bos_neurons", "evolution",
-                                  "evolution_top10", "predictions", "stream"}
+                                  "evolution_top10", "predictions", "stream", "attention", "position0",
+                                  "attention_on_0"}
     L, H, T, m = 2, 4, 8, 256
     assert len(report["patterns"]) == len(report["messages"]) == len(report["attended"]) == L * H * T
     assert len(report["neurons"]) == L * m and len(report["evolution"]) == L + 1
@@ -269,7 +270,7 @@ def test_notebook_html_is_scoped_and_two_reports_do_not_collide(model):
     rules = [r.split("{")[0] for r in css.replace("}", "}\n").splitlines() if "{" in r]
     assert rules and all(part.strip().startswith(".mg2r") for sel in rules for part in sel.split(","))
     ids_a, ids_b = set(re.findall(r'id="([^"]+)"', a)), set(re.findall(r'id="([^"]+)"', b))
-    assert len(ids_a) == 9 and not ids_a & ids_b
+    assert len(ids_a) == 12 and not ids_a & ids_b
 
 
 def test_failed_write_leaves_previous_report_and_no_debris(model, tmp_path, monkeypatch):

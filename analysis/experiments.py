@@ -1,0 +1,246 @@
+"""The experiments the essay proposes: ablations and total effects, position-0 bias, context signatures,
+and what sits at position 0. Each returns Tables (or plain arrays) that the page, the CSVs and the
+command line share.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from minigpt2 import Edit
+from minigpt2.errors import InputError
+from minigpt2.layers import inv_std, layer_norm
+
+from .table import Table
+
+# -- naming components on the command line ------------------------------------------------------
+
+_HEAD = re.compile(r"^(\d+)-(\d+)(?::(\d+))?$")
+_NEURON = re.compile(r"^(\d+)-(\d+)$")
+
+
+def parse_head(text: str, cfg) -> tuple[int, int, int | None]:
+    """ "5-10" -> (5, 10, None); "5-10:3" -> (5, 10, 3): the head, and optionally one source position."""
+    m = _HEAD.match(text.strip())
+    if not m:
+        raise InputError(f"head {text!r}: write LAYER-HEAD, e.g. 5-10, or LAYER-HEAD:SOURCE, e.g. 5-10:3")
+    l, h = int(m.group(1)), int(m.group(2))
+    if not (l < cfg.n_layers and h < cfg.n_heads):
+        raise InputError(f"head {text!r}: layers are 0..{cfg.n_layers - 1}, heads 0..{cfg.n_heads - 1}")
+    return l, h, None if m.group(3) is None else int(m.group(3))
+
+
+def parse_neuron(text: str, cfg) -> tuple[int, int]:
+    """ "2-666" -> (2, 666)."""
+    m = _NEURON.match(text.strip())
+    if not m:
+        raise InputError(f"neuron {text!r}: write LAYER-NEURON, e.g. 2-666")
+    l, n = int(m.group(1)), int(m.group(2))
+    if not (l < cfg.n_layers and n < cfg.d_mlp):
+        raise InputError(f"neuron {text!r}: layers are 0..{cfg.n_layers - 1}, neurons 0..{cfg.d_mlp - 1}")
+    return l, n
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    x = logits.astype(np.float64)
+    x = x - x.max(axis=-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+
+# -- 1. interventions ---------------------------------------------------------------------------
+
+def ablation_table(model, ids, edits, tokens: list[str], top: int = 5) -> Table:
+    """Predictions before and after the edits, and the biggest logit changes at each position."""
+    before, after = model.logits(ids), model.logits(ids, edits=edits)
+    lp0, lp1 = log_softmax(before), log_softmax(after)
+    s = model.token_strings
+    rows = []
+    for t in range(len(ids)):
+        nxt = int(ids[t + 1]) if t + 1 < len(ids) else None
+        delta = after[t] - before[t]                                            # [V]
+        order = np.argsort(-np.abs(delta), kind="stable")[:top]
+        changes = ", ".join(f"{s([int(v)])[0]!r} {delta[v]:+.3f}" for v in order)
+        p0, p1 = int(np.argmax(before[t])), int(np.argmax(after[t]))
+        rows.append([t, "".join(tokens[: t + 1]), s([p0])[0], s([p1])[0],
+                     None if nxt is None else s([nxt])[0],
+                     None if nxt is None else float(lp0[t, nxt]), None if nxt is None else float(lp1[t, nxt]),
+                     changes])
+    return Table("ablation", "Ablation", ["pos", "prefix", "predicted before", "predicted after", "actual next",
+                                          "log-prob before", "log-prob after", "biggest logit changes"], rows,
+                 "Greedy predictions with and without the edits (" + "; ".join(map(str, edits)) + "), the "
+                 "log-probability of the actual next token, and the largest logit changes at each position.")
+
+
+def total_effects_table(model, trace, tokens: list[str], n_neurons: int = 256, progress: bool = False) -> Table:
+    """Heads and neurons ranked by their total effect: how much the correct next tokens' log-probability
+    (summed over the prompt) drops when each one alone is ablated (scale 0), set beside the direct effect.
+
+    Every head is ablated; of the neurons, the n_neurons with the largest max |activation| x ||W_out row||
+    (the neurons tab's order), since ablating all of them would be L x m forward passes. Each ablated pass
+    resumes at the component's own layer from the clean residual, so it costs only the layers after it.
+    """
+    from tqdm.auto import tqdm
+
+    ids, p, cfg = trace.ids, model.params, model.cfg
+    T = len(ids)
+    if T < 2:
+        raise InputError("total effects need at least 2 tokens (a next token to predict)")
+    L, H, m = cfg.n_layers, cfg.n_heads, cfg.d_mlp
+    nxt, t_ = ids[1:], np.arange(T - 1)
+    clean_lp = log_softmax(trace.logits)[t_, nxt]                                # [T-1]
+    clean_logit = trace.logits[t_, nxt].astype(np.float64)
+    effect = np.abs(trace.mlp_acts).max(axis=1) * np.linalg.norm(p.W_out, axis=2)  # [L, m]
+    top = np.argsort(-effect.reshape(-1), kind="stable")[: min(n_neurons, L * m)]
+    jobs = [("head", l, h) for l in range(L) for h in range(H)]
+    jobs += [("neuron", int(f // m), int(f % m)) for f in top]
+    direct = direct_effects(model, trace)
+    rows = []
+    for kind, l, i in tqdm(jobs, desc="total effects", unit="ablation", disable=not progress, leave=False):
+        edit = Edit.head(l, i, 0.0) if kind == "head" else Edit.neuron(l, i, 0.0)
+        logits = model.logits(ids, edits=[edit], start=l, resid=trace.resid_pre[l])
+        lp = log_softmax(logits)[t_, nxt]
+        rows.append([f"L{l} H{i}" if kind == "head" else f"L{l} N{i}", kind, l, i if kind == "head" else None,
+                     i if kind == "neuron" else None, float((clean_lp - lp).sum()),
+                     float((clean_logit - logits[t_, nxt]).sum()), float(direct[kind][l, i])])
+    columns = ["component", "kind", "layer", "head", "neuron", "total effect (log-prob)", "total effect (logit)",
+               "direct effect (logit)"]
+    key = columns.index("total effect (log-prob)")
+    rows.sort(key=lambda r: -abs(r[key]))
+    return Table("effects", "Total effects", columns, rows,
+                 f"Each head, and the {len(top)} neurons with the largest max |activation| x ||W_out||, ablated "
+                 "alone (scale 0): how much the log-probability of the actual next tokens drops, summed over "
+                 "the prompt (positive: the component helps predict the text), and the same in logits beside "
+                 "its direct effect (its own write into the residual, read through ln_f, summed likewise). "
+                 "Total minus direct is what the component does through later layers.", html_limit=200)
+
+
+def direct_effects(model, trace) -> dict[str, np.ndarray]:
+    """Direct effect on the actual next token's logit, summed over the prompt: {"head": [L, H], "neuron": [L, m]}.
+
+    The contribution c at position t moves that logit by ((c - mean c) / std_t) . (lnf_w * W_E[next_t]).
+    """
+    p, cfg = model.params, model.cfg
+    ids, T = trace.ids, trace.n_tokens
+    direction = p.lnf_w * p.W_E[ids[1:]]                                          # [T-1, D]
+    direction = direction - direction.mean(axis=1, keepdims=True)                 # centring, moved onto the direction
+    scale = inv_std(trace.resid_pre[-1, : T - 1], cfg.layer_norm_eps)[:, 0]       # [T-1]
+    w = direction * scale[:, None]                                                # [T-1, D]
+    L, H = cfg.n_layers, cfg.n_heads
+    heads = np.empty((L, H))
+    neurons = np.empty((L, cfg.d_mlp))
+    for l in range(L):
+        out = np.einsum("hts,hsd->htd", trace.attn[l, :, : T - 1], trace.messages[l])   # [H, T-1, D]
+        heads[l] = np.einsum("htd,td->h", out, w)
+        neurons[l] = np.einsum("tm,mt->m", trace.mlp_acts[l, : T - 1], p.W_out[l] @ w.T)
+    return {"head": heads, "neuron": neurons}
+
+
+# -- 2. position-0 bias ------------------------------------------------------------------------
+
+def position_scores(model, T: int) -> np.ndarray:
+    """Layer 0's pre-softmax scores from the position embeddings alone: [H, T, T] (query t, key s).
+
+    x~ = LN1_0(W_pos[:T]); score = (x~ W_Q + b_Q) . (x~ W_K + b_K) / sqrt(e) = x~_t . p_s + c_s, with the
+    pattern p_s built from W_P = W_Q W_K^T / sqrt(e). No mask: entries above the diagonal are never used.
+    """
+    p, cfg = model.params, model.cfg
+    x = layer_norm(p.W_pos[:T], p.ln1_w[0], p.ln1_b[0], cfg.layer_norm_eps)      # [T, D]
+    q = np.einsum("td,hde->hte", x, p.W_Q[0]) + p.b_Q[0][:, None]                # [H, T, e]
+    k = np.einsum("td,hde->hte", x, p.W_K[0]) + p.b_K[0][:, None]
+    return np.einsum("hte,hse->hts", q, k) / np.float32(np.sqrt(cfg.d_head))
+
+
+def causal_softmax(scores: np.ndarray) -> np.ndarray:
+    T = scores.shape[-1]
+    s = np.where(np.tril(np.ones((T, T), bool)), scores.astype(np.float64), -np.inf)
+    s = np.exp(s - s.max(axis=-1, keepdims=True))
+    return s / s.sum(axis=-1, keepdims=True)
+
+
+def position_tables(model, trace, tokens: list[str]) -> tuple[Table, Table]:
+    """Layer 0's attention from position embeddings alone (per head, query x key), and every head's
+    measured share of attention on position 0 for this prompt."""
+    T = trace.n_tokens
+    probs = causal_softmax(position_scores(model, T))                           # [H, T, T]
+    cols = [f"{s}:{tok}" for s, tok in enumerate(tokens)]
+    rows = [[h, t] + [float(v) if s <= t else None for s, v in enumerate(probs[h, t])]
+            for h in range(probs.shape[0]) for t in range(T)]
+    pos0 = Table("position0", "Position bias (layer 0)", ["head", "query"] + cols, rows,
+                 "The attention layer 0 would pay from the position embeddings alone (LN1_0(W_pos) through each "
+                 "head's W_Q and W_K, causal softmax): rows are queries, columns keys. Heads that park on key 0 "
+                 "whatever the tokens do so by position.", heat=tuple(cols))
+    L, H = trace.attn.shape[:2]
+    share = trace.attn[:, :, 1:, 0].mean(axis=2) if T > 1 else np.ones((L, H))   # [L, H]
+    rows = [[l] + share[l].tolist() for l in range(L)]
+    on0 = Table("attention_on_0", "Attention on position 0", ["layer"] + [f"head {h}" for h in range(H)], rows,
+                "For this prompt: each head's mean attention, over the queries after position 0, on position 0. "
+                "Near 1: a head that mostly does nothing (its 'no-op' position).", heat=tuple(f"head {h}" for h in range(H)))
+    return pos0, on0
+
+
+# -- 3. context signatures -----------------------------------------------------------------------
+
+def signature(trace, layer: int, head: int, pos: int) -> np.ndarray:
+    """cos(message of token pos at head (layer, head), pattern of the same token at each head): [L, H].
+
+    Rows at or before layer are NaN: only later heads can read that message.
+    """
+    m = trace.messages[layer, head, pos].astype(np.float64)                       # [D]
+    P = trace.patterns[:, :, pos].astype(np.float64)                              # [L, H, D]
+    cos = P @ m / (np.linalg.norm(P, axis=-1) * np.linalg.norm(m) + 1e-30)
+    cos[: layer + 1] = np.nan
+    return cos
+
+
+def find_token(tokens: list[str], word: str) -> int:
+    """The first position whose token is word (leading spaces ignored), or InputError listing the tokens."""
+    for t, tok in enumerate(tokens):
+        if tok.strip() == word.strip():
+            return t
+    raise InputError(f"no token {word!r} in the prompt; its tokens are {', '.join(repr(x) for x in tokens)}")
+
+
+# -- 4. what sits at position 0 ---------------------------------------------------------------------
+
+@dataclass
+class Variant:
+    label: str                 # what was put first ("<|endoftext|>", "\n", "none") or the prompt
+    ids: np.ndarray
+    tokens: list[str]
+    predicted: list[str]       # greedy prediction after each prefix
+    correct: int
+    total: int
+    stream: list[tuple[str, float]]       # the largest direct effects on the last prediction: (label, effect)
+    bos_neurons: list[tuple[str, float]]  # the strongest BOS neurons: ("L2 N666", activation at 0)
+
+
+def variant(model, label: str, ids, top: int = 5) -> Variant:
+    from .tables import BOS_RATIO
+
+    trace = model.run(ids)
+    pred = np.argmax(trace.logits, axis=-1)
+    T = trace.n_tokens
+    d = trace.decompose(trace.n_layers, T - 1)
+    p, cfg = model.params, model.cfg
+    w = p.lnf_w * p.W_E[int(pred[-1])]
+    eff = ((d.vectors - d.vectors.mean(axis=1, keepdims=True)) @ w) * inv_std(trace.resid_pre[-1, T - 1],
+                                                                               cfg.layer_norm_eps)[0]
+    order = np.argsort(-np.abs(eff), kind="stable")[:top]
+    labels = d.labels
+    acts = trace.mlp_acts
+    first = acts[:, 0, :]
+    rest = np.abs(acts[:, 1:, :]).max(axis=1) if T > 1 else np.zeros_like(first)
+    chosen = sorted(np.argwhere((first > 0) & (rest <= BOS_RATIO * first)).tolist(), key=lambda x: -first[x[0], x[1]])
+    return Variant(label, trace.ids, model.token_strings(trace.ids), model.token_strings(pred),
+                   int((pred[:-1] == trace.ids[1:]).sum()), T - 1,
+                   [(labels[i], float(eff[i])) for i in order],
+                   [(f"L{l} N{n}", float(first[l, n])) for l, n in chosen[:top]])
+
+
+def first_token_ids(model, first: str) -> list[int]:
+    """What --first names: "none" nothing, "<|endoftext|>" the BOS token, any other text its tokens."""
+    if first == "none":
+        return []
+    return model.encode(first, bos=False).tolist() if first != "<|endoftext|>" else [model.cfg.bos_token_id]
