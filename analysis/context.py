@@ -12,7 +12,7 @@ import numpy as np
 
 from .knn import CHUNK_BYTES, select_topk
 from .lowrank import MIN_TOKENS, head_topk
-from .matches import Matches
+from .matches import Matches, show_token
 from .neurons import NeuronMeanings
 from .spaces import Vocab
 
@@ -38,8 +38,24 @@ class Context:
         """The words as the residual stream's readout sees them (lnf_w * W_E), built once per analysis."""
         return self.vocab.unembed_index(self.model.params.lnf_w, self.metric)
 
+    @cached_property
+    def _word_set(self) -> set[int]:
+        return set(self.vocab.words.tolist())
+
+    def label(self, i: int) -> str:
+        """A token as the evolution tables show it: a whole word as ·word, a BPE fragment in [brackets],
+        a byte fragment (no text alone) as its bytes, e.g. [<e2 80>]."""
+        i = int(i)
+        s = self.vocab.strings[i]
+        if "\ufffd" in s:
+            s = "<" + self.model.tokenizer.token_bytes(i).hex(" ") + ">"
+        else:
+            s = show_token(s)
+        return s if i in self._word_set else f"[{s}]"
+
     def token_columns(self) -> list[str]:
-        return [f"{t}:{s}" for t, s in enumerate(self.tokens)]
+        """Column names for the prompt's tokens: "0:<|endoftext|>", "1:·The", ... (· a leading space)."""
+        return [f"{t}:{show_token(s)}" for t, s in enumerate(self.tokens)]
 
 
 # -- head vectors -------------------------------------------------------------------------------

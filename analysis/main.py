@@ -33,6 +33,7 @@ class Report:
     decomposition_error: float           # max |sum of stream rows - resid_pre[L, pos]|
     words_dropped: int                   # tokens the BPE-fragment filter removed from every search
     word_filter: str                     # "whole words", or "valid text" for a vocabulary with too few
+    tokens: list[str] = field(default_factory=list)   # [T] each token of the prompt decoded alone
     timings: dict[str, float] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> Table:
@@ -109,14 +110,15 @@ def analyze(model, text: str | None = None, ids=None, k: int = 10, metric: str =
     correct, total = tb.prediction_score(trace)
     return Report(text=text if text is not None else model.decode(ids), model_source=model.source,
                   tables={t.name: t for t in out}, correct=correct, total=total, decomposition_error=error,
-                  words_dropped=vocab.n_dropped, word_filter=vocab.filter, timings=timings)
+                  words_dropped=vocab.n_dropped, word_filter=vocab.filter, tokens=ctx.tokens, timings=timings)
 
 
 def summary_lines(report: Report, out: Path) -> list[str]:
+    """The essay's printout: the input tokens, the predicted tokens inside vertical bars, the count."""
     pred = report["predictions"]
-    lines = ["Predicted tokens (inside the vertical bars):"]
+    lines = ["Input tokens:"] + list(report.tokens) + ["", "Predicted tokens (inside the vertical bars):"]
     for prefix, p in zip(pred.column("prefix"), pred.column("predicted")):
-        lines.append(f"  {prefix}|{p}|")
+        lines.append(f"{prefix}|{p}|")
     lines.append(f"It predicts {report.correct} out of {report.total} tokens correctly.")
     lines.append(f"Residual decomposition error: {report.decomposition_error:.2e} (max |sum of rows - residual|)")
     lines.append(f"Report: {out / 'index.html'}  (+ {len(report.tables)} CSV files in {out})")

@@ -47,5 +47,21 @@ class Matches:
         return [vocab.strings[j] for j in self.ids[index].tolist()]
 
 
+_SHOW = {ord("\n"): "⏎", ord("\r"): "␍", ord("\t"): "⇥"}
+
+
+def show_token(s: str) -> str:
+    """A token with its boundaries visible: leading spaces as ·, newlines as ⏎ ("·home" is the word " home",
+    "home" the word piece without a space)."""
+    stripped = s.lstrip(" ")
+    return ("·" * (len(s) - len(stripped)) + stripped).translate(_SHOW)
+
+
 def join_words(words: list[str]) -> str:
+    """Words as a page shows them: each with its boundaries visible, separated by ", "."""
+    return ", ".join(show_token(w) for w in words)
+
+
+def raw_words(words: list[str]) -> str:
+    """Words exactly as decoded, joined by "," (the CSVs' `matches` column)."""
     return ",".join(words)

@@ -10,7 +10,7 @@ import numpy as np
 from minigpt2.layers import inv_std
 
 from .context import Context, NeuronMatches, logit_lens_top
-from .matches import Matches, join_words
+from .matches import Matches, join_words, raw_words
 from .table import Table
 
 
@@ -21,7 +21,7 @@ def _head_table(ctx: Context, m: Matches, name: str, title: str, note: str) -> T
         for h in range(H):
             for t in range(T):
                 rows.append([l, h, t, ctx.tokens[t], m.cell(l, h, t), round(float(m.bias_z[l, h, t]), 3),
-                             join_words(m.words(ctx.vocab, l, h, t))])
+                             raw_words(m.words(ctx.vocab, l, h, t))])
     return Table(name, title, ["layer", "head", "pos", "token", "words", "bias_z", "matches"], rows, note,
                  pivot=(("layer", "head"), "pos", "words"))
 
@@ -144,12 +144,15 @@ def evolution_tables(ctx: Context) -> tuple[Table, Table]:
     top = logit_lens_top(ctx, 10)                                         # [L+1, T, 10]
     L = top.shape[0] - 1
     names = [f"layer {l}" for l in range(L)] + ["predicted"]
-    s = ctx.vocab.strings
-    one = [[names[l]] + [s[top[l, t, 0]] for t in range(top.shape[1])] for l in range(L + 1)]
-    ten = [[names[l]] + [join_words([s[i] for i in top[l, t]]) for t in range(top.shape[1])] for l in range(L + 1)]
+    lab = ctx.label
+    one = [[names[l]] + [lab(top[l, t, 0]) for t in range(top.shape[1])] for l in range(L + 1)]
+    ten = [[names[l]] + [", ".join(lab(i) for i in top[l, t]) for t in range(top.shape[1])] for l in range(L + 1)]
     cols = ["residual"] + ctx.token_columns()
-    note = ("The logit lens: each row is the residual stream entering that layer, put through the final "
-            "LayerNorm and compared with every token by logit. 'predicted' is the model's output.")
+    note = ("The logit lens: each row is the residual stream entering that layer (columns: its token), put "
+            "through the final LayerNorm and compared with every token by logit; 'predicted' is the model's "
+            "output. Read down a column to watch a token turn into its prediction. Every token is ranked, "
+            "fragments too: · is a leading space, [brackets] mark a BPE fragment (no whole word), <e2 80> the "
+            "bytes of a byte fragment.")
     return (Table("evolution", "Token evolution", cols, one, note),
             Table("evolution_top10", "Token evolution (top 10)", cols, ten, note))
 

@@ -25,7 +25,8 @@ class Model:
 
     # text <-> ids
     def encode(self, text: str, bos: bool = True) -> np.ndarray:
-        """Token ids [T]; with bos (the default), <|endoftext|> (id 50256) comes first, as in the essay."""
+        """Token ids [T]; with bos (the default), <|endoftext|> (id 50256) comes first, as in the essay,
+        unless the text already starts with it (see GPT2Tokenizer.encode)."""
         return self.tokenizer.encode(text, bos=bos)
 
     def decode(self, ids) -> str:

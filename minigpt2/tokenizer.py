@@ -60,10 +60,12 @@ class GPT2Tokenizer:
         raise TokenizerError(f"{d}: no tokenizer.json, nor vocab.json + merges.txt")
 
     def encode(self, text: str, bos: bool = True) -> np.ndarray:
-        """Token ids [T] (int64); with bos, <|endoftext|> first, as the essay does."""
+        """Token ids [T] (int64). Special tokens written in the text (<|endoftext|>) are that token, as in
+        `tokenizers`. With bos, <|endoftext|> comes first, as the essay does, unless the text already starts
+        with it: "<|endoftext|> The baseball" gives [50256, 383, 9283], the essay's ids, with BOS once."""
         check_text(text)
         ids = self._tok.encode(text, add_special_tokens=False).ids
-        if bos:
+        if bos and ids[:1] != [self.bos_id]:
             ids = [self.bos_id] + ids
         return np.asarray(ids, dtype=np.int64)
 
@@ -74,6 +76,16 @@ class GPT2Tokenizer:
 
     def decode(self, ids) -> str:
         return self._tok.decode([int(i) for i in ids], skip_special_tokens=False)
+
+    def token_bytes(self, i: int) -> bytes:
+        """The raw bytes of token i (a byte fragment's own bytes, where decoding alone gives U+FFFD)."""
+        from .checkpoint import bytes_to_unicode
+
+        inverse = {c: b for b, c in bytes_to_unicode().items()}
+        piece = self._tok.id_to_token(int(i)) or ""
+        if piece and all(c in inverse for c in piece):
+            return bytes(inverse[c] for c in piece)
+        return self.decode([i]).encode("utf-8")
 
     def token_strings(self, ids) -> list[str]:
         """Each id decoded alone. Byte fragments of a multi-byte character come out as U+FFFD."""

@@ -75,7 +75,13 @@ def expected_cell(model, top_ids, threshold=2.0):
     z = (b - b.mean()) / b.std()
     if abs(z[top_ids].mean()) > threshold:
         return HIGH_BIAS
-    return ",".join(model.tokenizer.decode([i]) for i in top_ids)
+    return ", ".join(show(model.tokenizer.decode([i])) for i in top_ids)
+
+
+def show(tok):
+    """A token with a leading space as · (the page's word boundaries), written independently here."""
+    n = len(tok) - len(tok.lstrip(" "))
+    return "·" * n + tok[n:].replace("\n", "⏎")
 
 
 def row(table, **where):
@@ -134,7 +140,7 @@ def test_token_bias_and_high_bias_filter_on_real_vocabulary(gpt2_tokenizer):
     vocab = Vocab(gpt2_tokenizer.vocab_strings(), np.arange(50257), b, standardize(b))
     m = Matches.make(np.array([[43453, 30898, 30212], [464, 1363, 1057], [11, 13, 262]]), np.ones((3, 3)), vocab, 2.0)
     assert m.high_bias.tolist() == [True, False, True]
-    assert m.cells[0] == HIGH_BIAS and m.cells[1] == "The, home, run"
+    assert m.cells[0] == HIGH_BIAS and m.cells[1] == "The, ·home, ·run"
     assert m.bias_z[0] < 0 < m.bias_z[2]
 
 
@@ -212,14 +218,18 @@ def test_bos_neurons_fire_at_position_0_only(model, report):
     assert expected, "the fixture should have some BOS neurons, or this test checks nothing"
 
 
-def test_evolution_is_the_logit_lens(model, report):
+def test_evolution_is_the_logit_lens(model, report, words):
     p, tr = model.params, model.run(model.encode(PROMPT))
     for l in range(3):
         lens = ln64(tr.resid_pre[l], p.lnf_w, p.lnf_b) @ p.W_E.T.astype(np.float64)
         row_ = report["evolution"].rows[l]
         assert row_[0] == ("predicted" if l == 2 else f"layer {l}")
-        assert row_[1:] == [model.tokenizer.decode([i]) for i in lens.argmax(1)]
-        assert report["evolution_top10"].rows[l][3].split(",")[0] == row_[3]
+        keep = set(words.tolist())
+        want = [show(model.tokenizer.decode([i])) if i in keep else "[" + show(model.tokenizer.decode([i])) + "]"
+                for i in lens.argmax(1)]
+        assert [w if "\ufffd" not in w else None for w in row_[1:]] == [w if "\ufffd" not in w else None
+                                                                        for w in want]
+        assert report["evolution_top10"].rows[l][3].split(", ")[0] == row_[3]
 
 
 def test_predictions_count(model, report):
@@ -313,12 +323,25 @@ def test_neuron_cache_is_reused(model, monkeypatch):
 
 # -- the command line --------------------------------------------------------------------------
 
-def test_analyze_cli_writes_report_and_prints_summary(tiny_dir, tmp_path, capsys):
+ESSAY_TEXT = "<|endoftext|> The baseball player hit a home run"     # the README's main command
+ESSAY_IDS = [50256, 383, 9283, 2137, 2277, 257, 1363, 1057]           # the essay's tokens
+
+
+def test_analyze_cli_prints_the_essays_tokens_and_printout(tiny_dir, model, tmp_path, capsys):
     from analysis.cli import main
-    assert main(["analyze", PROMPT, "--model", str(tiny_dir), "--out", str(tmp_path / "r"), "-k", "3"]) == 0
-    out = capsys.readouterr().out
-    assert "out of 7 tokens correctly" in out and "decomposition error" in out.lower()
-    assert "  <|endoftext|>The baseball|" in out and str(tmp_path / "r" / "index.html") in out
+    assert model.encode(ESSAY_TEXT).tolist() == ESSAY_IDS                # BOS once, " The" keeps its space
+    assert main(["analyze", ESSAY_TEXT, "--model", str(tiny_dir), "--out", str(tmp_path / "r"), "-k", "3"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[:10] == ["Input tokens:", "<|endoftext|>", " The", " baseball", " player", " hit", " a", " home",
+                        " run", ""]
+    assert out[10] == "Predicted tokens (inside the vertical bars):"
+    prefixes = ["<|endoftext|>", "<|endoftext|> The", "<|endoftext|> The baseball", "<|endoftext|> The baseball player",
+                "<|endoftext|> The baseball player hit", "<|endoftext|> The baseball player hit a",
+                "<|endoftext|> The baseball player hit a home", "<|endoftext|> The baseball player hit a home run"]
+    pred = model.logits(ESSAY_IDS).argmax(-1)
+    assert out[11:19] == [f"{p}|{model.tokenizer.decode([int(i)])}|" for p, i in zip(prefixes, pred)]
+    ok = int((pred[:-1] == np.array(ESSAY_IDS[1:])).sum())
+    assert out[19] == f"It predicts {ok} out of 7 tokens correctly."
     assert (tmp_path / "r" / "stream.csv").is_file()
 
 
@@ -369,7 +392,7 @@ def test_byte_level_vocabulary_falls_back_to_valid_text_and_says_so(tmp_path):
     assert rep.words_dropped == 300 - len(kept)
     allowed = {m.tokenizer.decode([i]) for i in kept}
     for r in rep["patterns"].rows:
-        assert r[4] == HIGH_BIAS or r[6] == r[4]
+        assert r[4] == HIGH_BIAS or r[4].replace(", ", ",").replace("·", " ") == r[6]
     pm = [r[6] for r in rep["patterns"].rows]
     assert all(any(w in allowed for w in cell.split(",")) for cell in pm)
 
