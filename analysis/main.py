@@ -21,30 +21,36 @@ from .spaces import build_vocab
 from .table import Table
 
 
-@dataclass
+@dataclass(repr=False)
 class Report:
     text: str
     model_source: str
     tables: dict[str, Table]          # by name: patterns, messages, attended, neurons, bos_neurons,
-                                         # evolution, evolution_top10, predictions, stream, attention,
-                                         # position0, attention_on_0 (and effects, when asked)
+                                         # evolution, evolution_top10, predictions, stream, streams,
+                                         # attention, position0, attention_on_0 (selected, effects: when asked)
     correct: int                         # greedy predictions that match the next token
     total: int
     decomposition_error: float           # max |sum of stream rows - resid_pre[L, pos]|
     words_dropped: int                   # tokens the BPE-fragment filter removed from every search
     word_filter: str                     # "whole words", or "valid text" for a vocabulary with too few
     tokens: list[str] = field(default_factory=list)   # [T] each token of the prompt decoded alone
+    settings: dict = field(default_factory=dict)      # model, metric, k, bias threshold, position, BOS, ...
     timings: dict[str, float] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> Table:
         return self.tables[name]
 
+    def __repr__(self) -> str:
+        return (f"<Report {self.text[:60]!r}: {len(self.tokens)} tokens, predicts {self.correct}/{self.total}, "
+                f"tables {', '.join(self.tables)}>")
+
     @property
     def subtitle(self) -> str:
-        return (f"model {self.model_source} · predicts {self.correct} out of {self.total} tokens · "
-                f"decomposition error {self.decomposition_error:.2e} · {self.words_dropped} BPE fragments "
-                "filtered from the vocabulary" + ("" if self.word_filter == "whole words" else
-                                                  " (too few whole words: every token of valid text kept)"))
+        st = " · ".join(f"{k} {v}" for k, v in self.settings.items())
+        return (f"predicts {self.correct} out of {self.total} tokens · decomposition error "
+                f"{self.decomposition_error:.2e} · {self.words_dropped} BPE fragments filtered from the vocabulary"
+                + ("" if self.word_filter == "whole words" else
+                   " (too few whole words: every token of valid text kept)") + (f" · {st}" if st else ""))
 
     def _repr_html_(self) -> str:
         """In Jupyter: the report's tabs, with ids of their own (several reports can share a notebook)."""
@@ -57,19 +63,50 @@ class Report:
         return write_report(out, f"minigpt2: {self.text}", self.subtitle, list(self.tables.values()), force=force)
 
 
-def analyze(model, text: str | None = None, ids=None, k: int = 10, metric: str = "cosine",
-            bias_threshold: float = DEFAULT_BIAS_THRESHOLD, position: int = -1, bos: bool = True,
-            use_cache: bool = True, progress: bool = True, effects: bool = False) -> Report:
-    """Run the model on text (or ids) and build every table of the essay.
+def _as_ids(model, text, ids, bos: bool):
+    """(title, ids) from text or ids: a str is encoded; token ids may come as text's argument too."""
+    if text is not None and ids is not None:
+        raise InputError("give either text or ids, not both")
+    if text is None and ids is None:
+        raise InputError("give a prompt: text, or token ids")
+    if text is not None and not isinstance(text, str):
+        if isinstance(text, (list, tuple)) and any(isinstance(x, str) for x in text):
+            raise InputError("analyze takes one prompt; for several, call it once per prompt "
+                             "(or compare them: minigpt2 compare TEXT1 TEXT2)")
+        ids, text = text, None
+    if ids is not None:
+        ids = np.asarray(ids)
+        if ids.ndim != 1 or not (ids.size == 0 or np.issubdtype(ids.dtype, np.integer)):
+            raise InputError(f"token ids must be a 1-D sequence of integers, got {ids.dtype} of shape {ids.shape}")
+        return "".join(model.token_strings(ids)), ids
+    check_text(text)
+    if not text.strip():
+        raise InputError("empty prompt: give some text")
+    return text, model.encode(text, bos=bos)
 
-    effects: also rank heads and neurons by total effect (each ablated alone; many forward passes)."""
-    if (text is None) == (ids is None):
-        raise InputError("give either text or ids")
+
+def analyze(model, text=None, ids=None, k: int = 10, metric: str = "cosine",
+            bias_threshold: float = DEFAULT_BIAS_THRESHOLD, position: int = -1, bos: bool = True,
+            use_cache: bool = True, progress: bool = True, effects: bool = False,
+            heads: list[tuple[int, int]] = (), neurons: list[tuple[int, int]] = ()) -> Report:
+    """Run the model on a prompt and build every table of the essay.
+
+    text: the prompt (a str, encoded with BOS first unless bos=False), or token ids; ids: token ids.
+    heads, neurons: (layer, head) and (layer, neuron) pairs for the "selected" tab, opened first.
+    effects: also rank heads and neurons by total effect (each ablated alone; many forward passes).
+    """
     check_metric(metric)
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise InputError(f"k must be a positive integer, got {k!r}")
     if not (isinstance(bias_threshold, (int, float)) and math.isfinite(bias_threshold) and bias_threshold >= 0):
         raise InputError(f"bias_threshold must be a finite number >= 0, got {bias_threshold!r}")
+    for l, h in heads:
+        if not (0 <= l < model.cfg.n_layers and 0 <= h < model.cfg.n_heads):
+            raise InputError(f"no head {l}-{h}: layers 0..{model.cfg.n_layers - 1}, heads 0..{model.cfg.n_heads - 1}")
+    for l, n in neurons:
+        if not (0 <= l < model.cfg.n_layers and 0 <= n < model.cfg.d_mlp):
+            raise InputError(f"no neuron {l}-{n}: layers 0..{model.cfg.n_layers - 1}, "
+                             f"neurons 0..{model.cfg.d_mlp - 1}")
     timings, t0 = {}, time.perf_counter()
 
     def lap(name):
@@ -78,11 +115,7 @@ def analyze(model, text: str | None = None, ids=None, k: int = 10, metric: str =
         timings[name] = now - t0
         t0 = now
 
-    if ids is None:
-        check_text(text)
-        if not text.strip():
-            raise InputError("empty prompt: give some text")
-        ids = model.encode(text, bos=bos)
+    title, ids = _as_ids(model, text, ids, bos)
     trace = model.run(ids)
     if not -trace.n_tokens <= position < trace.n_tokens:
         raise InputError(f"position {position} is outside the prompt's {trace.n_tokens} tokens")
@@ -98,19 +131,28 @@ def analyze(model, text: str | None = None, ids=None, k: int = 10, metric: str =
     nm = cx.neuron_matches(ctx, neuron_meanings(model, vocab, k, metric, use_cache=use_cache, progress=progress))
     lap("neuron meanings")
     evolution, evolution10 = tb.evolution_tables(ctx)
-    stream, error = tb.stream_table(ctx, mm, nm, position)
+    stream, error = tb.stream_table(ctx, pm, mm, nm, position)
     out = [tb.patterns_table(ctx, pm), tb.messages_table(ctx, mm), tb.attended_table(ctx, pm, mm),
            tb.neurons_table(ctx, nm), tb.bos_neurons_table(ctx, nm), evolution, evolution10,
-           tb.predictions_table(ctx), stream, tb.attention_grid_table(ctx),
+           tb.predictions_table(ctx), stream, tb.streams_table(ctx), tb.attention_grid_table(ctx),
            *ex.position_tables(model, trace, ctx.tokens)]
+    if heads or neurons:
+        out.insert(0, tb.selected_table(ctx, pm, mm, nm, list(heads), list(neurons)))
     lap("tables")
     if effects:
         out.append(ex.total_effects_table(model, trace, ctx.tokens, progress=progress))
         lap("total effects")
     correct, total = tb.prediction_score(trace)
-    return Report(text=text if text is not None else model.decode(ids), model_source=model.source,
-                  tables={t.name: t for t in out}, correct=correct, total=total, decomposition_error=error,
-                  words_dropped=vocab.n_dropped, word_filter=vocab.filter, tokens=ctx.tokens, timings=timings)
+    from datetime import date
+
+    from minigpt2 import __version__
+    settings = {"model": model.source, "metric": metric, "k": k, "bias threshold": bias_threshold,
+                "stream position": position % trace.n_tokens,
+                "BOS": "yes" if trace.ids[0] == model.cfg.bos_token_id else "no",
+                "minigpt2": __version__, "date": date.today().isoformat()}
+    return Report(text=title, model_source=model.source, tables={t.name: t for t in out}, correct=correct,
+                  total=total, decomposition_error=error, words_dropped=vocab.n_dropped, word_filter=vocab.filter,
+                  tokens=ctx.tokens, settings=settings, timings=timings)
 
 
 def summary_lines(report: Report, out: Path) -> list[str]:

@@ -43,6 +43,15 @@ class Matches:
     def cell(self, *index: int) -> str:
         return self.cells[index]
 
+    def tip(self, vocab: Vocab, *index: int) -> str:
+        """The tooltip of a cell: its k words with their scores, and the mean bias z that decides "(high bias)"."""
+        words = ", ".join(f"{show_token(vocab.strings[j])} {s:.3f}"
+                          for j, s in zip(self.ids[index].tolist(), self.scores[index].tolist()))
+        z = float(self.bias_z[index])
+        if self.high_bias[index]:
+            return f"(high bias: mean bias z {z:+.2f}) hidden words: {words}"
+        return f"{words} (mean bias z {z:+.2f})"
+
     def words(self, vocab: Vocab, *index: int) -> list[str]:
         return [vocab.strings[j] for j in self.ids[index].tolist()]
 

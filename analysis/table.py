@@ -7,30 +7,51 @@ from __future__ import annotations
 import csv
 import html
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from .matches import HIGH_BIAS
 
 
-@dataclass
+@dataclass(repr=False)
 class Table:
     name: str                 # file stem: patterns -> patterns.csv
     title: str
     columns: list[str]
     rows: list[list]
-    note: str = ""
+    note: str = ""                      # one or two sentences: what the table shows and how to read it
     heat: tuple[str, ...] = ()          # columns shown as a heat map (0 white, 0.5 green, >=1 red)
     html_limit: int | None = None       # the HTML shows the first rows only, and counts the rest
     pivot: tuple | None = None          # HTML layout: (row key columns, column key, value column)
     zeros_as_dashes: bool = False       # exact 0.0 displays as "--" (as in the essay)
     blocks: tuple[str, ...] = ()        # HTML layout: one small heat map per value of these key columns
                                         #   (rows: the column after them; cells: the heat columns, no text)
+    group_by: tuple[str, ...] = ()      # HTML: a separator line where these columns change (e.g. each head)
+    select: str | None = None           # HTML: a chooser that shows the rows of one value of this column
+    tips: dict = field(default_factory=dict)   # column -> row -> tooltip text (the HTML's title attribute)
+    before: tuple = ()                  # tables shown above this one in its tab (each its own CSV)
 
     def column(self, name: str) -> list:
         i = self.columns.index(name)
         return [r[i] for r in self.rows]
+
+    def where(self, **equal) -> "Table":
+        """The rows whose columns equal the given values, e.g. t.where(layer=0, head=11)."""
+        idx = {c: self.columns.index(c) for c in equal if c in self.columns}
+        missing = set(equal) - set(idx)
+        if missing:
+            raise KeyError(f"{self.name} has no column {', '.join(sorted(missing))}; columns: {self.columns}")
+        rows = [r for r in self.rows if all(r[i] == equal[c] for c, i in idx.items())]
+        return replace(self, rows=rows, html_limit=None, before=())
+
+    def to_pandas(self):
+        """A pandas DataFrame of the rows (pandas is optional: pip install pandas)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("Table.to_pandas needs pandas: pip install pandas") from None
+        return pd.DataFrame(self.rows, columns=self.columns)
 
     def to_csv(self, path) -> None:
         with open(path, "w", newline="", encoding="utf-8") as f:
@@ -41,6 +62,9 @@ class Table:
 
     def _repr_html_(self) -> str:
         return table_html(self)
+
+    def __repr__(self) -> str:
+        return f"<Table {self.name!r}: {len(self.rows)} rows x {len(self.columns)} columns ({', '.join(self.columns[:6])}{', ...' if len(self.columns) > 6 else ''})>"
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -91,22 +115,75 @@ def esc(v) -> str:
     return html.escape(str(v), quote=True)
 
 
-def _cell(table: Table, col: str, v) -> str:
+STICKY_KEYS = ("layer", "head", "neuron", "pos", "source", "query")   # label columns that stay in view
+
+
+def _cell(table: Table, col: str, v, tip: str | None = None, sticky: str = "") -> str:
     style = heat_colour(v) if col in table.heat and v is not None else ""
     text = display(v, table.zeros_as_dashes)
-    cls = ' class="num"' if isinstance(v, (int, float)) and not isinstance(v, bool) else ""
-    return f'<td{cls} style="{style}">{esc(text)}</td>' if style else f"<td{cls}>{esc(text)}</td>"
+    cls = ["num"] if isinstance(v, (int, float, np.number)) and not isinstance(v, bool) else []
+    if isinstance(v, bool):
+        cls.append("ok" if v else "bad")
+    if v == HIGH_BIAS:
+        cls.append("hb")
+    if sticky:
+        cls.append(sticky)
+    attrs = (f' class="{" ".join(cls)}"' if cls else "") + (f' style="{style}"' if style else "")
+    if tip:
+        attrs += f' title="{esc(tip)}"'
+    return f"<td{attrs}>{esc(text)}</td>"
+
+
+def _sticky(columns: list[str]) -> dict[int, str]:
+    """The leading label columns that stick to the left edge: s0, s1, ... (fixed widths in the CSS)."""
+    out = {}
+    for i, c in enumerate(columns[:3]):
+        if c not in STICKY_KEYS:
+            break
+        out[i] = f"s{i}"
+    return out or {0: "s0w"}                      # else the first column, whatever its width
+
+
+def _row_attrs(table: Table, r: list, prev: list | None) -> str:
+    """data-* for the jump box and the position chooser, and a separator where a group starts."""
+    attrs = ""
+    for key, name in (("layer", "l"), ("head", "h"), ("neuron", "n")):
+        if key in table.columns and r[table.columns.index(key)] is not None:
+            attrs += f' data-{name}="{r[table.columns.index(key)]}"'
+    if table.select:
+        attrs += f' data-sel="{esc(r[table.columns.index(table.select)])}"'
+    if table.group_by and prev is not None:
+        gi = [table.columns.index(c) for c in table.group_by]
+        if any(r[i] != prev[i] for i in gi):
+            attrs += ' class="sep"'
+    return attrs
 
 
 def _flat_html(table: Table) -> str:
     rows = table.rows if table.html_limit is None else table.rows[: table.html_limit]
-    head = "".join(f"<th>{esc(c)}</th>" for c in table.columns)
-    body = "\n".join("<tr>" + "".join(_cell(table, c, v) for c, v in zip(table.columns, r)) + "</tr>" for r in rows)
+    sticky = _sticky(table.columns)
+    head = "".join(f'<th class="{sticky[i]}">{esc(c)}</th>' if i in sticky else f"<th>{esc(c)}</th>"
+                   for i, c in enumerate(table.columns))
+    tips = {table.columns.index(c): f for c, f in table.tips.items()}
+    body = []
+    prev = None
+    for r in rows:
+        cells = "".join(_cell(table, c, v, tips[i](r) if i in tips and v not in (None, "", "--") else None,
+                              sticky.get(i, "")) for i, (c, v) in enumerate(zip(table.columns, r)))
+        body.append(f"<tr{_row_attrs(table, r, prev)}>{cells}</tr>")
+        prev = r
     more = ""
     if len(rows) < len(table.rows):
         more = (f'<p class="more">Showing the first {len(rows)} of {len(table.rows)} rows; '
                 f'{len(table.rows) - len(rows)} more are in {esc(table.name)}.csv.</p>')
-    return f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>{more}"
+    chooser = ""
+    if table.select:
+        values = list(dict.fromkeys(r[table.columns.index(table.select)] for r in rows))
+        opts = "".join(f'<option value="{esc(v)}">{esc(v)}</option>' for v in values)
+        chooser = (f'<p class="chooser" hidden><label>{esc(table.select)} <select data-chooser>{opts}</select>'
+                   "</label></p>")
+    return (f'{chooser}<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>\n' + "\n".join(body)
+            + f"\n</tbody></table></div>{more}")
 
 
 def _pivot_html(table: Table) -> str:
@@ -114,20 +191,26 @@ def _pivot_html(table: Table) -> str:
     keys, col_key, value = table.pivot
     ki = [table.columns.index(k) for k in keys]
     ci, vi, ti = table.columns.index(col_key), table.columns.index(value), table.columns.index("token")
+    tip = table.tips.get(value)
     grid, cols = {}, {}
     for r in table.rows:
-        grid.setdefault(tuple(r[i] for i in ki), {})[r[ci]] = r[vi]
+        grid.setdefault(tuple(r[i] for i in ki), {})[r[ci]] = r
         cols[r[ci]] = r[ti]
-    head = "".join(f"<th>{esc(k)}</th>" for k in keys) + "".join(f"<th>{esc(t)}</th>" for t in cols.values())
+    head = ("".join(f'<th class="s{i}">{esc(k)}</th>' for i, k in enumerate(keys))
+            + "".join(f"<th>{esc(c)}:{esc(t)}</th>" for c, t in cols.items()))
     body = []
     for key, cells in grid.items():
-        tds = "".join(f'<td class="num">{esc(k)}</td>' for k in key)
+        attrs = "".join(f' data-{k[0]}="{v}"' for k, v in zip(keys, key) if k in ("layer", "head", "neuron"))
+        tds = "".join(f'<td class="num s{i}">{esc(k)}</td>' for i, k in enumerate(key))
         for c in cols:
-            v = cells.get(c, "")
-            cls = ' class="hb"' if v == HIGH_BIAS else ' class="words"'
-            tds += f"<td{cls}>{esc(v)}</td>"
-        body.append(f"<tr>{tds}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(body) + "\n</tbody></table>"
+            r = cells.get(c)
+            v = "" if r is None else r[vi]
+            cls = "hb" if v == HIGH_BIAS else "words"
+            title = f' title="{esc(tip(r))}"' if tip and r is not None else ""
+            tds += f'<td class="{cls}"{title}>{esc(v)}</td>'
+        body.append(f"<tr{attrs}>{tds}</tr>")
+    return (f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>\n' + "\n".join(body)
+            + "\n</tbody></table></div>")
 
 
 def _blocks_html(table: Table) -> str:
@@ -156,8 +239,16 @@ def _blocks_html(table: Table) -> str:
 
 
 def table_html(table: Table) -> str:
-    inner = _pivot_html(table) if table.pivot else _blocks_html(table) if table.blocks else _flat_html(table)
-    return f'<div class="mg2"><h2>{esc(table.title)}</h2><p class="note">{esc(table.note)}</p>{inner}</div>'
+    """The table's block: its title and reading guide, the tables shown before it (each with its own title
+    and guide), then its rows."""
+    before = "".join(f'<h3>{esc(t.title)}</h3><p class="note">{esc(t.note)}</p>{_body_html(t)}'
+                     for t in table.before)
+    return (f'<div class="mg2"><h2>{esc(table.title)}</h2><p class="note">{esc(table.note)}</p>{before}'
+            + (f"<h3>Rows</h3>" if before else "") + f"{_body_html(table)}</div>")
+
+
+def _body_html(table: Table) -> str:
+    return _pivot_html(table) if table.pivot else _blocks_html(table) if table.blocks else _flat_html(table)
 
 
 # Every rule is scoped to .mg2r, so the report can sit inside a Jupyter notebook without restyling it.

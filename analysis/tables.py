@@ -10,7 +10,7 @@ import numpy as np
 from minigpt2.layers import inv_std
 
 from .context import Context, NeuronMatches, logit_lens_top
-from .matches import Matches, join_words, raw_words
+from .matches import Matches, raw_words, show_token
 from .table import Table
 
 
@@ -20,22 +20,25 @@ def _head_table(ctx: Context, m: Matches, name: str, title: str, note: str) -> T
     for l in range(L):
         for h in range(H):
             for t in range(T):
-                rows.append([l, h, t, ctx.tokens[t], m.cell(l, h, t), round(float(m.bias_z[l, h, t]), 3),
+                rows.append([l, h, t, show_token(ctx.tokens[t]), m.cell(l, h, t), round(float(m.bias_z[l, h, t]), 3),
                              raw_words(m.words(ctx.vocab, l, h, t))])
     return Table(name, title, ["layer", "head", "pos", "token", "words", "bias_z", "matches"], rows, note,
-                 pivot=(("layer", "head"), "pos", "words"))
+                 pivot=(("layer", "head"), "pos", "words"), tips={"words": lambda r: m.tip(ctx.vocab, *r[:3])})
 
 
 def patterns_table(ctx: Context, pm: Matches) -> Table:
     return _head_table(ctx, pm, "patterns", "Patterns",
-                       "The pattern each token leaves behind at each head, compared with LN1 of that layer "
-                       "applied to the vocabulary. Later tokens attend to it when they resemble these words.")
+                       "The pattern each token (column) leaves behind at each head (row), compared with LN1 of "
+                       "that layer applied to the vocabulary: later tokens attend to it when they resemble these "
+                       "words. Hover a cell for the scores; '(high bias)' hides matches that are all very frequent "
+                       "or very rare tokens.")
 
 
 def messages_table(ctx: Context, mm: Matches) -> Table:
     return _head_table(ctx, mm, "messages", "Messages",
-                       "The message each token leaves behind at each head (W_V W_O), compared with the "
-                       "vocabulary as the final LayerNorm reads it (ln_f gain x W_E).")
+                       "The message each token (column) leaves behind at each head (row), x~ W_V W_O, compared "
+                       "with the vocabulary as the final LayerNorm reads it (ln_f gain x W_E): what a token that "
+                       "attends here picks up. Hover a cell for the scores.")
 
 
 ATTENDED_CELLS = 2_000_000      # attended.csv: whole heads up to this many attention cells
@@ -59,7 +62,7 @@ def attended_table(ctx: Context, pm: Matches, mm: Matches) -> Table:
         l, h = divmod(flat, H)
         a = tr.attn[l, h].T.tolist()                                      # [source][query]
         for s_ in range(T):
-            rows.append([l, h, s_, ctx.tokens[s_], pm.cell(l, h, s_), mm.cell(l, h, s_)]
+            rows.append([l, h, s_, show_token(ctx.tokens[s_]), pm.cell(l, h, s_), mm.cell(l, h, s_)]
                         + [None] * s_ + a[s_][s_:])
     kept = "" if n_heads == L * H else (f" This prompt is long: the table keeps the {n_heads} of {L * H} heads that "
                                         "attend least to position 0 (Trace.attn has them all).")
@@ -68,7 +71,9 @@ def attended_table(ctx: Context, pm: Matches, mm: Matches) -> Table:
                  "Each row is a context token at one head. The columns on the right are the attention each "
                  "query token gave it: which patterns were matched, which messages were picked up. Heads are "
                  "ordered by how little attention they park on position 0, most interesting first." + kept,
-                 heat=tuple(ctx.token_columns()), html_limit=max(T, ATTENDED_HTML_CELLS // (T + 6) // T * T))
+                 heat=tuple(ctx.token_columns()), html_limit=max(T, ATTENDED_HTML_CELLS // (T + 6) // T * T),
+                 group_by=("layer", "head"), tips={"pattern": lambda r: pm.tip(ctx.vocab, *r[:3]),
+                                                   "message": lambda r: mm.tip(ctx.vocab, *r[:3])})
 
 
 def attention_grid_table(ctx: Context) -> Table:
@@ -113,7 +118,9 @@ def neurons_table(ctx: Context, nm: NeuronMatches) -> Table:
                  "Input words: what the neuron looks for (W_in column vs LN2 of the vocabulary). Output words: "
                  "what it writes (W_out row vs ln_f gain x W_E). These never change with the prompt. "
                  "Activations per token; exact zeros show as --. Sorted by effect = max |activation| x ||W_out||.",
-                 heat=tuple(ctx.token_columns()), html_limit=150, zeros_as_dashes=True)
+                 heat=tuple(ctx.token_columns()), html_limit=150, zeros_as_dashes=True,
+                 tips={"input words": lambda r: nm.inputs.tip(ctx.vocab, r[0], r[1]),
+                       "output words": lambda r: nm.outputs.tip(ctx.vocab, r[0], r[1])})
 
 
 BOS_RATIO = 0.25   # a BOS neuron fires at position 0 at least 1 / BOS_RATIO times as strongly as anywhere else
@@ -135,7 +142,9 @@ def bos_neurons_table(ctx: Context, nm: NeuronMatches, limit: int = 40) -> Table
                  f"Neurons whose activation at position 0 ({ctx.tokens[0]!r}) is positive and at least 4x their "
                  "largest activation anywhere else, strongest first. Position 0 sees no context, so these "
                  "contributions are the same for every prompt that starts with this token.",
-                 heat=tuple(ctx.token_columns()), zeros_as_dashes=True)
+                 heat=tuple(ctx.token_columns()), zeros_as_dashes=True,
+                 tips={"input words": lambda r: nm.inputs.tip(ctx.vocab, r[0], r[1]),
+                       "output words": lambda r: nm.outputs.tip(ctx.vocab, r[0], r[1])})
 
 
 # -- residual stream ----------------------------------------------------------------------------
@@ -177,12 +186,14 @@ def prediction_score(trace) -> tuple[int, int]:
     return int((np.argmax(trace.logits[:-1], axis=-1) == ids[1:]).sum()), len(ids) - 1
 
 
-def stream_table(ctx: Context, mm: Matches, nm: NeuronMatches, pos: int) -> tuple[Table, float]:
-    """Every contribution to the final residual at pos, with its direct effect on the predicted token's logit.
+def stream_table(ctx: Context, pm: Matches, mm: Matches, nm: NeuronMatches, pos: int) -> tuple[Table, float]:
+    """Every contribution to the final residual at pos, with its direct effect on the logit of the predicted
+    token and of the actual next token, what it writes (words) and what it reads (pattern or input words).
 
-    Direct effect of contribution c: ((c - mean c) / std) . (lnf_w * W_E[pred]), with std the ln_f scale of
-    the whole residual at pos. These effects plus b_U[pred] sum exactly to the predicted logit.
-    Returns the table and max |sum of rows - resid_pre| (the decomposition error).
+    Direct effect of contribution c on token v: ((c - mean c) / std) . (lnf_w * W_E[v]), with std the ln_f scale
+    of the whole residual at pos. These effects plus b_U[v] sum exactly to v's logit. A rollup (sums by kind,
+    layer and head) sits above the rows. Returns the table and max |sum of rows - resid_pre| (the
+    decomposition error).
     """
     tr, p, cfg = ctx.trace, ctx.model.params, ctx.model.cfg
     L, T = tr.n_layers, tr.n_tokens
@@ -190,38 +201,177 @@ def stream_table(ctx: Context, mm: Matches, nm: NeuronMatches, pos: int) -> tupl
     d = tr.decompose(L, pos)
     error = d.max_abs_error()
     pred = int(np.argmax(tr.logits[pos]))
-    scale = inv_std(tr.resid_pre[L, pos], cfg.layer_norm_eps)               # [1]: ln_f's 1/std at pos
-    direction = p.lnf_w * p.W_E[pred]                                     # [D]
+    nxt = int(tr.ids[pos + 1]) if pos + 1 < T else None
+    scale = inv_std(tr.resid_pre[L, pos], cfg.layer_norm_eps)[0]          # ln_f's 1/std at pos
     centred = d.vectors - d.vectors.mean(axis=1, keepdims=True)
-    effect = (centred @ direction) * scale[0]                             # [n]
+    effect = (centred @ (p.lnf_w * p.W_E[pred])) * scale                  # [n]
+    effect_next = (centred @ (p.lnf_w * p.W_E[nxt])) * scale if nxt is not None else np.full(len(d), np.nan)
     norms = np.sqrt(np.einsum("nd,nd->n", d.vectors, d.vectors))
     # words: messages reuse the message matches (attention >= 0 keeps the direction), neurons the cached
     # output meanings (negative activations read the bottom words), the rest are searched here.
     other = np.flatnonzero(~np.isin(d.kind, ("message", "neuron")))
     om = ctx.matches(*ctx.unembed_index.search(d.vectors[other], ctx.k))
-    other_cell = dict(zip(other.tolist(), om.cells))
+    other_cell = dict(zip(other.tolist(), om.cells.tolist()))
     labels = d.labels
     rows = []
-    for i, kind, l, h, src, n, w, norm, eff in zip(range(len(d)), d.kind.tolist(), d.layer_of.tolist(),
-                                                    d.head.tolist(), d.source.tolist(), d.neuron.tolist(),
-                                                    d.weight.tolist(), norms.tolist(), effect.tolist()):
+    for i, kind, l, h, src, n, w, norm, eff, eff_n in zip(
+            range(len(d)), d.kind.tolist(), d.layer_of.tolist(), d.head.tolist(), d.source.tolist(),
+            d.neuron.tolist(), d.weight.tolist(), norms.tolist(), effect.tolist(), effect_next.tolist()):
+        reads = None
         if kind == "message":
-            words = mm.cell(l, h, src)
+            words, reads = mm.cell(l, h, src), pm.cell(l, h, src)
         elif kind == "neuron":
             words = "--" if w == 0 else (nm.outputs if w > 0 else nm.negatives).cell(l, n)
+            reads = nm.inputs.cell(l, n)
         else:
             words = other_cell[i]
         msg = kind == "message"
         rows.append([labels[i], kind, l if l >= 0 else None, h if msg else None, src if msg else None,
-                     ctx.tokens[src] if msg else None, n if kind == "neuron" else None, w, norm, eff, words])
+                     show_token(ctx.tokens[src]) if msg else None, n if kind == "neuron" else None, w, norm, eff,
+                     None if nxt is None else eff_n, words, reads])
     columns = ["component", "kind", "layer", "head", "source", "source token", "neuron", "weight", "norm",
-               "direct effect", "words"]
+               "direct effect", "direct effect (actual next)", "words", "reads"]
     by_effect = columns.index("direct effect")
     rows.sort(key=lambda r: -abs(r[by_effect]))
     b_U = float(p.lnf_b @ p.W_E[pred])
-    note = (f"Every contribution to the residual at position {pos} ({ctx.tokens[pos]!r}) after the last layer: "
-            f"{len(d)} rows that sum to it with max error {error:.2e}. Direct effect is each row's share of the "
-            f"logit of the predicted token {ctx.vocab.strings[pred]!r} (the shares plus its bias b_U = {b_U:.3f} "
-            f"sum to the logit {float(tr.logits[pos, pred]):.3f}). Sorted by |direct effect|.")
-    table = Table("stream", "Residual stream", columns, rows, note, html_limit=200)
+    actual = (f"; the actual next token {ctx.vocab.strings[nxt]!r} gets logit {float(tr.logits[pos, nxt]):.3f}"
+              if nxt is not None else "; this is the last position, so there is no actual next token")
+    note = (f"Every contribution to the residual at position {pos} ({show_token(ctx.tokens[pos])}) after the last "
+            f"layer: {len(d)} rows that sum to it with max error {error:.2e}. Direct effect is each row's share of "
+            f"the logit of the predicted token {ctx.vocab.strings[pred]!r} (the shares plus its bias b_U = "
+            f"{b_U:.3f} sum to the logit {float(tr.logits[pos, pred]):.3f}){actual}. 'words' is what a row "
+            "writes, 'reads' what it responds to (a message's pattern words; a neuron's input words). The "
+            "rollup above sums the direct effects by kind, layer and head. Sorted by |direct effect|.")
+    rollup = _rollup(d, effect, effect_next if nxt is not None else None)
+    def tip(r, reads=False):
+        kind, l, h, src, n, w = r[1], r[2], r[3], r[4], r[6], r[7]
+        if kind == "message":
+            return (pm if reads else mm).tip(ctx.vocab, l, h, src)
+        if kind == "neuron":
+            return nm.inputs.tip(ctx.vocab, l, n) if reads else \
+                (nm.outputs if w > 0 else nm.negatives).tip(ctx.vocab, l, n)
+        return None if reads else other_tip.get(r[0])
+
+    other_tip = {labels[i]: om.tip(ctx.vocab, j) for j, i in enumerate(other.tolist())}
+    table = Table("stream", "Residual stream", columns, rows, note, html_limit=200, before=(rollup,),
+                  tips={"words": tip, "reads": lambda r: tip(r, reads=True)})
     return table, error
+
+
+def _rollup(d, effect: np.ndarray, effect_next: np.ndarray | None) -> Table:
+    """Direct effects summed by kind, by layer and block, and by head (the 20 largest)."""
+    block = np.where(np.isin(d.kind, ("message", "b_O")), "attention",
+                     np.where(np.isin(d.kind, ("neuron", "b_out")), "MLP", "embedding"))
+    nxt = effect_next if effect_next is not None else np.zeros_like(effect)
+    rows = []
+    for k in dict.fromkeys(d.kind.tolist()):
+        sel = d.kind == k
+        rows.append(["kind", k, float(effect[sel].sum()), float(nxt[sel].sum()) if effect_next is not None else None])
+    for l in sorted(set(d.layer_of.tolist()) - {-1}):
+        for b in ("attention", "MLP"):
+            sel = (d.layer_of == l) & (block == b)
+            rows.append(["layer", f"L{l} {b}", float(effect[sel].sum()),
+                         float(nxt[sel].sum()) if effect_next is not None else None])
+    msg = d.kind == "message"
+    heads = sorted({(l, h) for l, h in zip(d.layer_of[msg].tolist(), d.head[msg].tolist())})
+    by_head = []
+    for l, h in heads:
+        sel = msg & (d.layer_of == l) & (d.head == h)
+        by_head.append(["head", f"L{l} H{h}", float(effect[sel].sum()),
+                        float(nxt[sel].sum()) if effect_next is not None else None])
+    by_head.sort(key=lambda r: -abs(r[2]))
+    return Table("stream_rollup", "Rollup", ["by", "group", "direct effect", "direct effect (actual next)"],
+                 rows + by_head[:20], "Sums of the rows below: by kind, by layer and block, and the 20 heads with "
+                 "the largest total direct effect (the CSV has every head).")
+
+
+STREAM_TOP = 10   # per position, in the all-positions view: the largest heads and neurons
+
+
+def streams_table(ctx: Context) -> Table:
+    """The stream's direct effects at every position, for both the predicted and the actual next token:
+    sums by kind and by layer and block, then the STREAM_TOP largest heads and neurons. Computed for all
+    positions at once from the trace (no per-position decomposition); the page picks a position."""
+    tr, p, cfg = ctx.trace, ctx.model.params, ctx.model.cfg
+    L, H, T = tr.attn.shape[:3]
+    pred = np.argmax(tr.logits, axis=-1)
+    nxt = np.append(tr.ids[1:], pred[-1])                                   # the last position has no next
+    scale = inv_std(tr.resid_pre[L], cfg.layer_norm_eps)[:, 0]              # [T]
+    rows = []
+    eff = {}
+    for name, tok in (("pred", pred), ("next", nxt)):
+        w = p.lnf_w * p.W_E[tok]                                            # [T, D]
+        w = (w - w.mean(axis=1, keepdims=True)) * scale[:, None]            # centring moved onto w
+        heads = np.empty((L, H, T), np.float32)
+        neurons = np.empty((L, T, cfg.d_mlp), np.float32)
+        for l in range(L):
+            M = np.einsum("hsd,td->hts", tr.messages[l], w)                 # [H, T, S]: m_s . w_t
+            heads[l] = np.einsum("hts,hts->ht", tr.attn[l], M)
+            neurons[l] = tr.mlp_acts[l] * (w @ p.W_out[l].T)               # [T, m]
+        eff[name] = {"embedding": np.einsum("td,td->t", p.W_E[tr.ids] + p.W_pos[:T], w),
+                     "b_O": p.b_O @ w.T, "b_out": p.b_out @ w.T, "heads": heads, "neurons": neurons}
+    for t in range(T):
+        last = t == T - 1
+        e, x = eff["pred"], eff["next"]
+
+        def row(group, component, a, b):
+            rows.append([t, show_token(ctx.tokens[t]), group, component, float(a), None if last else float(b)])
+        row("kind", "embeddings", e["embedding"][t], x["embedding"][t])
+        row("kind", "messages", e["heads"][:, :, t].sum(), x["heads"][:, :, t].sum())
+        row("kind", "b_O", e["b_O"][:, t].sum(), x["b_O"][:, t].sum())
+        row("kind", "neurons", e["neurons"][:, t].sum(), x["neurons"][:, t].sum())
+        row("kind", "b_out", e["b_out"][:, t].sum(), x["b_out"][:, t].sum())
+        for l in range(L):
+            row("layer", f"L{l} attention", e["heads"][l, :, t].sum() + e["b_O"][l, t],
+                x["heads"][l, :, t].sum() + x["b_O"][l, t])
+            row("layer", f"L{l} MLP", e["neurons"][l, t].sum() + e["b_out"][l, t],
+                x["neurons"][l, t].sum() + x["b_out"][l, t])
+        top_h = np.argsort(-np.abs(e["heads"][:, :, t]).reshape(-1), kind="stable")[:STREAM_TOP]
+        for f in top_h.tolist():
+            l, h = divmod(f, H)
+            row("head", f"L{l} H{h}", e["heads"][l, h, t], x["heads"][l, h, t])
+        top_n = np.argsort(-np.abs(e["neurons"][:, t]).reshape(-1), kind="stable")[:STREAM_TOP]
+        for f in top_n.tolist():
+            l, n = divmod(f, cfg.d_mlp)
+            row("neuron", f"L{l} N{n}", e["neurons"][l, t, n], x["neurons"][l, t, n])
+    return Table("streams", "Stream, every position",
+                 ["pos", "token", "by", "component", "direct effect", "direct effect (actual next)"], rows,
+                 "The residual stream after the last layer at every position: direct effects on the predicted "
+                 "token's logit and on the actual next token's, summed by kind and by layer, then the "
+                 f"{STREAM_TOP} heads and neurons with the largest effect on the prediction. Pick a position "
+                 "above (the 'Residual stream' tab has every row of one position: --position).",
+                 select="pos", group_by=("pos",))
+
+
+def selected_table(ctx: Context, pm: Matches, mm: Matches, nm: NeuronMatches,
+                   heads: list[tuple[int, int]], neurons: list[tuple[int, int]]) -> Table:
+    """The heads and neurons asked for with --heads / --neurons, as the essay's figures show them: per head
+    and token its pattern words, message words and the attention it received; per neuron its input and
+    output words and its activation at each token."""
+    tr = ctx.trace
+    T = tr.n_tokens
+    rows = []
+    for l, h in heads:
+        for s_ in range(T):
+            got = tr.attn[l, h, s_:, s_]                                      # from every query at or after s
+            rows.append([l, h, None, s_, show_token(ctx.tokens[s_]), pm.cell(l, h, s_), mm.cell(l, h, s_),
+                         float(got.mean()), None, None, None])
+    for l, n in neurons:
+        acts = tr.mlp_acts[l, :, n]
+        rows.append([l, None, n, None, None, None, None, None, nm.inputs.cell(l, n), nm.outputs.cell(l, n),
+                     " ".join(f"{show_token(ctx.tokens[t])}={a:.3g}" for t, a in enumerate(acts.tolist()))])
+    def tip(r, col):
+        l, h, n, pos = r[0], r[1], r[2], r[3]
+        if h is not None:
+            return (pm if col == "pattern" else mm).tip(ctx.vocab, l, h, pos)
+        return (nm.inputs if col == "input" else nm.outputs).tip(ctx.vocab, l, n)
+
+    return Table("selected", "Selected", ["layer", "head", "neuron", "pos", "token", "pattern words",
+                                          "message words", "attention received", "input words", "output words",
+                                          "activations"], rows,
+                 "The heads and neurons you selected (--heads, --neurons). A head has one row per token: the "
+                 "pattern the token leaves behind, its message, and the mean attention later tokens paid it. A "
+                 "neuron has its input words (what it looks for), its output words (what it writes) and its "
+                 "activation at each token.", group_by=("layer", "head", "neuron"),
+                 tips={"pattern words": lambda r: tip(r, "pattern"), "message words": lambda r: tip(r, "message"),
+                       "input words": lambda r: tip(r, "input"), "output words": lambda r: tip(r, "output")})

@@ -148,7 +148,7 @@ def test_token_bias_and_high_bias_filter_on_real_vocabulary(gpt2_tokenizer):
 
 def test_every_table_is_filled(report):
     assert set(report.tables) == {"patterns", "messages", "attended", "neurons", "bos_neurons", "evolution",
-                                  "evolution_top10", "predictions", "stream", "attention", "position0",
+                                  "evolution_top10", "predictions", "stream", "streams", "attention", "position0",
                                   "attention_on_0"}
     L, H, T, m = 2, 4, 8, 256
     assert len(report["patterns"]) == len(report["messages"]) == len(report["attended"]) == L * H * T
@@ -163,7 +163,7 @@ def test_patterns_and_messages_words_match_brute_force(model, report, words):
         space = ln64(p.W_E[words], p.ln1_w[l], p.ln1_b[l])
         r = row(report["patterns"], layer=l, head=h, pos=t)
         assert r["matches"] == brute_words(model, tr.patterns[l, h, t], space, words, 5)
-        assert r["token"] == model.tokenizer.decode([tr.ids[t]])
+        assert r["token"] == show(model.tokenizer.decode([tr.ids[t]]))
         r = row(report["messages"], layer=l, head=h, pos=t)
         assert r["matches"] == brute_words(model, tr.messages[l, h, t], p.W_E[words].astype(np.float64) * p.lnf_w,
                                            words, 5)
@@ -262,7 +262,8 @@ def test_write_report_files_and_html_escaping(model, tmp_path):
     rep = analyze(model, text, k=3, progress=False)
     out = rep.write(tmp_path / "rep")
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(["index.html", "minigpt2-report.json"] + [f"{n}.csv" for n in rep.tables])
+    assert names == sorted(["index.html", "minigpt2-report.json", "stream_rollup.csv"]
+                           + [f"{n}.csv" for n in rep.tables])
     page = (out / "index.html").read_text()
     assert "<b>" not in page and "&lt;b&gt;" in page and "&amp;" in page and "&#x27;q&#x27;" in page
     assert "cdn" not in page.lower() and "<script src" not in page
@@ -280,7 +281,7 @@ def test_notebook_html_is_scoped_and_two_reports_do_not_collide(model):
     rules = [r.split("{")[0] for r in css.replace("}", "}\n").splitlines() if "{" in r]
     assert rules and all(part.strip().startswith(".mg2r") for sel in rules for part in sel.split(","))
     ids_a, ids_b = set(re.findall(r'id="([^"]+)"', a)), set(re.findall(r'id="([^"]+)"', b))
-    assert len(ids_a) == 12 and not ids_a & ids_b
+    assert len(ids_a) == 13 and not ids_a & ids_b
 
 
 def test_failed_write_leaves_previous_report_and_no_debris(model, tmp_path, monkeypatch):
