@@ -12,7 +12,6 @@ import math
 import os
 import signal
 import sys
-from pathlib import Path
 
 import numpy as np
 
@@ -21,22 +20,33 @@ from minigpt2.errors import Error, InputError, check_text
 from .matches import DEFAULT_BIAS_THRESHOLD
 
 
-def _positive(text: str) -> int:
-    n = int(text)
-    if n <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {n}")
+def _integer(text: str, low: int, what: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+    if n < low:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {n}")
     return n
+
+
+def _positive(text: str) -> int:
+    return _integer(text, 1, "a positive integer")
 
 
 def _nonneg(text: str) -> int:
-    n = int(text)
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {n}")
-    return n
+    return _integer(text, 0, "an integer >= 0")
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
 
 
 def _threshold(text: str) -> float:
-    x = float(text)
+    x = _number(text)
     if not math.isfinite(x) or x < 0:
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
     return x
@@ -51,7 +61,7 @@ def _show(text: str) -> str:
 
 
 def _finite(text: str) -> float:
-    x = float(text)
+    x = _number(text)
     if not math.isfinite(x):
         raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
     return x
@@ -84,8 +94,8 @@ def cmd_make_checkpoint(args) -> int:
     from minigpt2.checkpoint import make_checkpoint
     from minigpt2.config import KNOWN_CONFIGS
 
-    out = Path(args.out)
-    make_checkpoint(KNOWN_CONFIGS[args.like], out, seed=args.seed, progress=sys.stderr.isatty(), force=args.force)
+    out = make_checkpoint(KNOWN_CONFIGS[args.like], args.out, seed=args.seed, progress=sys.stderr.isatty(),
+                          force=args.force)
     print(f"wrote random {args.like}-shaped weights to {out} (for offline use: the words they produce mean nothing)")
     return 0
 
@@ -207,11 +217,18 @@ def cmd_compare(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad option is one line like every other error (exit status 2, as for any usage error)."""
+
+    def error(self, message: str):
+        self.exit(2, f"minigpt2: error: {self.prog.removeprefix('minigpt2 ')}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from minigpt2.config import KNOWN_CONFIGS
 
-    parser = argparse.ArgumentParser(prog="minigpt2", description="A NumPy GPT-2 that shows its patterns and messages.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="minigpt2", description="A NumPy GPT-2 that shows its patterns and messages.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     a = sub.add_parser("analyze", help="vocabulary analysis of a prompt: HTML report + CSV tables")
     a.add_argument("text", help="the prompt, e.g. 'The baseball player hit a home run'")
@@ -272,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("make-checkpoint", help="random weights of a real GPT-2 config, in the hub's file layout")
     c.add_argument("--like", choices=sorted(KNOWN_CONFIGS), default="gpt2", help="which config (default: gpt2)")
     c.add_argument("--out", required=True, help="folder to write (new or empty)")
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--seed", type=_nonneg, default=0, help="random seed, an integer >= 0 (default: 0)")
     c.add_argument("--force", action="store_true",
                    help="write into a non-empty folder (replacing only the checkpoint's own file names)")
     c.set_defaults(func=cmd_make_checkpoint)

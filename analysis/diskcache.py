@@ -86,42 +86,55 @@ def load(path: Path, key: str, expect: dict[str, tuple[np.dtype, tuple]],
         return None
     try:
         arrays = _read(path, key, expect, out or {})
-    except (OSError, ValueError, KeyError, TypeError, EOFError, RecursionError) as e:
-        reason = e.args[0] if isinstance(e, ValueError) and e.args and isinstance(e.args[0], str) else \
-            f"unreadable ({type(e).__name__})"
-        warn(f"cache file {path} is {reason}; rebuilding it")
-        return None
-    return arrays
+    except _Damaged as e:
+        reason = str(e)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError, RecursionError) as e:
+        reason = f"damaged (unreadable: {type(e).__name__})"
+    else:
+        return arrays
+    warn(f"cache file {path} is {reason}; rebuilding it")
+    return None
+
+
+class _Damaged(ValueError):
+    """What is wrong with a cache file, in words."""
 
 
 def _read(path, key, expect, out):
     with open(path, "rb") as f:
         if f.read(len(MAGIC)) != MAGIC:
-            raise ValueError("not a minigpt2 cache file (or an older format)")
+            raise _Damaged("not a minigpt2 cache file (or an older format)")
         n = int.from_bytes(f.read(8), "little")
         if not 2 <= n <= 1 << 20:
-            raise ValueError("damaged (header length)")
-        header = json.loads(f.read(n).decode("utf-8"))
+            raise _Damaged("damaged (header length)")
+        try:
+            header = json.loads(f.read(n).decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            raise _Damaged("damaged (its header is not JSON)") from None
+        if not (isinstance(header, dict) and isinstance(header.get("arrays"), list)
+                and all(isinstance(e, dict) for e in header["arrays"])):
+            raise _Damaged("damaged (header)")
         if header.get("key") != key:
-            raise ValueError("for other weights or settings (fingerprint mismatch)")
+            raise _Damaged("for other weights or settings, or damaged (fingerprint mismatch)")
         entries = header["arrays"]
-        if [e["name"] for e in entries] != list(expect):
-            raise ValueError("damaged (unexpected contents)")
+        if [e.get("name") for e in entries] != list(expect):
+            raise _Damaged("damaged (unexpected contents)")
         offset, result = len(MAGIC) + 8 + n, {}
         for e in entries:
             dtype, shape = expect[e["name"]]
             if np.dtype(e["dtype"]) != np.dtype(dtype) or tuple(e["shape"]) != tuple(shape):
-                raise ValueError(f"damaged ({e['name']} has dtype {e['dtype']} and shape {tuple(e['shape'])}, "
-                                 f"expected {np.dtype(dtype).str} and {tuple(shape)})")
+                raise _Damaged(f"damaged ({e['name']} has dtype {e['dtype']} and shape {tuple(e['shape'])}, "
+                               f"expected {np.dtype(dtype).str} and {tuple(shape)})")
             buf = out.get(e["name"])
             if buf is None or buf.dtype != np.dtype(dtype) or buf.shape != tuple(shape) or not buf.flags.c_contiguous:
                 buf = np.empty(shape, dtype)
             offset += -offset % ALIGN
             f.seek(offset)
             if f.readinto(memoryview(buf).cast("B")) != buf.nbytes:
-                raise ValueError("truncated")
+                raise _Damaged("truncated")
             offset += buf.nbytes
             if _crc(buf) != e["crc32"]:
-                raise ValueError(f"corrupt (checksum mismatch in {e['name']})")
+                raise _Damaged(f"corrupt (checksum mismatch in {e['name']})")
             result[e["name"]] = buf
     return result
+

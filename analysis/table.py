@@ -244,7 +244,7 @@ def table_html(table: Table) -> str:
     before = "".join(f'<h3>{esc(t.title)}</h3><p class="note">{esc(t.note)}</p>{_body_html(t)}'
                      for t in table.before)
     return (f'<div class="mg2"><h2>{esc(table.title)}</h2><p class="note">{esc(table.note)}</p>{before}'
-            + (f"<h3>Rows</h3>" if before else "") + f"{_body_html(table)}</div>")
+            + ("<h3>Rows</h3>" if before else "") + f"{_body_html(table)}</div>")
 
 
 def _body_html(table: Table) -> str:

