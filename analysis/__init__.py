@@ -1,7 +1,8 @@
 """Vocabulary analysis of a minigpt2 Trace: kNN against the vocabulary, filters, the essay's tables, reports."""
 from .knn import VocabIndex, topk
+from .lookup import nearest_words
 from .main import Report, analyze
 from .spaces import build_vocab, ln1_space, ln2_space, token_bias, unembed_space, word_ids
 
-__all__ = ["topk", "VocabIndex", "analyze", "Report", "build_vocab", "token_bias", "word_ids",
+__all__ = ["nearest_words", "topk", "VocabIndex", "analyze", "Report", "build_vocab", "token_bias", "word_ids",
            "ln1_space", "ln2_space", "unembed_space"]

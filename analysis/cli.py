@@ -100,18 +100,32 @@ def cmd_make_checkpoint(args) -> int:
     return 0
 
 
+def _listed(values: list[str]) -> list[str]:
+    """--heads 0-1,5-10 --heads 2-3 -> ["0-1", "5-10", "2-3"]."""
+    return [x for v in values for x in v.split(",") if x.strip()]
+
+
 def cmd_analyze(args) -> int:
     from minigpt2 import load
 
     from .main import analyze, summary_lines
     from .writer import check_out
 
+    from .experiments import parse_head, parse_neuron
+
     text = _prompt(args.text)
     check_out(args.out, force=args.force)          # before any computation: a bad --out costs nothing
     model = load(args.model)
+    heads = []
+    for h in _listed(args.heads):
+        l, h_, src = parse_head(h, model.cfg)
+        if src is not None:
+            raise InputError(f"--heads takes LAYER-HEAD (e.g. 0-1), got {h!r}")
+        heads.append((l, h_))
+    neurons = [parse_neuron(n, model.cfg) for n in _listed(args.neurons)]
     report = analyze(model, text, k=args.k, metric=args.metric, bias_threshold=args.bias_threshold,
                      position=args.position, bos=not args.no_bos, use_cache=not args.no_cache,
-                     progress=sys.stderr.isatty(), effects=args.effects)
+                     progress=sys.stderr.isatty(), effects=args.effects, heads=heads, neurons=neurons)
     out = report.write(args.out, force=args.force)
     print("\n".join(_show(line) for line in summary_lines(report, out)))
     return 0
@@ -247,6 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--no-bos", action="store_true", help="do not prepend <|endoftext|>")
     a.add_argument("--no-cache", action="store_true",
                    help="neither read nor write the disk cache (neuron meanings, projected head vocabularies)")
+    a.add_argument("--heads", action="append", default=[], metavar="L-H[,L-H...]",
+                   help="heads for the 'selected' tab (opened first) and selected.csv, e.g. 0-0,5-10")
+    a.add_argument("--neurons", action="append", default=[], metavar="L-N[,L-N...]",
+                   help="neurons for the 'selected' tab and selected.csv, e.g. 2-666,2-1825")
     a.add_argument("--effects", action="store_true",
                    help="add the total-effects tab: every head and the top 256 neurons ablated one at a time")
     a.set_defaults(func=cmd_analyze)

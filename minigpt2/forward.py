@@ -198,4 +198,4 @@ def _run(p: Params, cfg: GPT2Config, ids: np.ndarray, edits: tuple) -> Trace:
     return Trace(params=p, ids=ids, edits=edits, resid_pre=resid_pre, resid_mid=resid_mid, ln1=ln1, attn=attn, keys=keys, values=values,
                  patterns=patterns, pattern_bias=pattern_bias, messages=messages, attn_out=attn_out,
                  ln2=ln2, mlp_pre=mlp_pre, mlp_acts=mlp_acts, mlp_out=mlp_out,
-                 logits=check_finite(unembed(x, p, eps), resid_pre))
+                 logits=check_finite(unembed(x, p, eps), resid_pre), layer_norm_eps=eps)

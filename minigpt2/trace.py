@@ -1,11 +1,12 @@
 """Trace: the one record of a run, and decompose(): a residual as the exact sum of its parts."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from .edits import ResidEdit
+from .layers import inv_std
 from .weights import Params
 
 
@@ -30,6 +31,7 @@ class Trace:
     mlp_acts: np.ndarray       # [L, T, m]     neuron activations, gelu_new(mlp_pre)
     mlp_out: np.ndarray        # [L, T, D]     mlp_acts @ W_out + b_out
     logits: np.ndarray         # [T, V]        LN_f(resid_pre[L]) @ W_E^T
+    layer_norm_eps: float = 1e-5
 
     @property
     def n_tokens(self) -> int:
@@ -92,7 +94,7 @@ class Trace:
         return Decomposition(layer=layer, pos=pos, kind=cat(kinds), layer_of=cat(layers), head=cat(heads),
                              source=cat(sources), neuron=cat(neurons), weight=cat(weights).astype(np.float32),
                              vectors=cat(vectors).astype(np.float32, copy=False),
-                             target=self.resid_pre[layer, pos])
+                             target=self.resid_pre[layer, pos], params=p, layer_norm_eps=self.layer_norm_eps)
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,8 @@ class Decomposition:
     weight: np.ndarray    # [n] attention (messages), activation (neurons), 1 otherwise
     vectors: np.ndarray   # [n, D] the contributions, weight already applied
     target: np.ndarray    # [D] resid_pre[layer, pos] as the forward pass computed it
+    params: Params | None = field(default=None, repr=False)   # the weights (for direct effects)
+    layer_norm_eps: float = 1e-5
 
     def __len__(self) -> int:
         return int(self.kind.shape[0])
@@ -115,12 +119,80 @@ class Decomposition:
     @property
     def labels(self) -> list[str]:
         out = []
-        for k, l, h, s, n in zip(self.kind, self.layer_of, self.head, self.source, self.neuron):
+        for k, l, h, s, n in zip(self.kind.tolist(), self.layer_of.tolist(), self.head.tolist(),
+                                 self.source.tolist(), self.neuron.tolist()):
             out.append({"tok_embed": "token embedding", "pos_embed": "position embedding",
                         "patch": f"resid_pre[{l}] patched",
-                        "message": f"L{l} H{h} message from {s}", "b_O": f"L{l} b_O",
-                        "neuron": f"L{l} N{n}", "b_out": f"L{l} b_out"}[str(k)])
+                        "message": f"L{l} H{h} message from {s}" if s >= 0 else
+                                   (f"L{l} H{h} messages" if h >= 0 else f"L{l} messages"),
+                        "b_O": f"L{l} b_O", "neuron": f"L{l} N{n}" if n >= 0 else f"L{l} neurons",
+                        "b_out": f"L{l} b_out", "embedding": "embeddings", "attention": f"L{l} attention",
+                        "mlp": f"L{l} MLP"}[k] if l >= 0 or k in ("tok_embed", "pos_embed", "embedding") else
+                       {"message": "messages", "neuron": "neurons", "b_O": "b_O", "b_out": "b_out"}.get(k, k))
         return out
+
+    def __getitem__(self, idx) -> "Decomposition":
+        """Rows by position, slice, boolean mask or index array; always a Decomposition (d[3] has one row)."""
+        if isinstance(idx, (int, np.integer)):
+            idx = [int(idx)]
+        pick = {f: getattr(self, f)[idx] for f in ("kind", "layer_of", "head", "source", "neuron", "weight",
+                                                    "vectors")}
+        return replace(self, **pick)
+
+    def where(self, kind: str | None = None, layer: int | None = None, head: int | None = None,
+              neuron: int | None = None) -> "Decomposition":
+        """The rows of one kind, layer (of the contribution), head or neuron, e.g. d.where(layer=5, head=10)."""
+        mask = np.ones(len(self), bool)
+        for value, col in ((kind, self.kind), (layer, self.layer_of), (head, self.head), (neuron, self.neuron)):
+            if value is not None:
+                mask &= col == value
+        return self[mask]
+
+    def direct_effects(self, token: int) -> np.ndarray:
+        """Each row's direct effect on the logit of token [n]: ((v - mean v) / std) . (lnf_w * W_E[token]), with
+        std the final LayerNorm's scale of the whole residual (resid_pre[layer, pos], the logit lens before the
+        last layer). For the final residual these plus b_U[token] = lnf_b . W_E[token] sum to the logit."""
+        p = self.params
+        scale = inv_std(self.target, self.layer_norm_eps)[0]
+        direction = p.lnf_w * p.W_E[int(token)]                                 # [D]
+        direction = direction - direction.mean()                                # the centring, moved across
+        return (self.vectors @ direction) * scale
+
+    def top(self, n: int = 20, by: str = "norm", token: int | None = None) -> "Decomposition":
+        """The n rows largest by |norm| or, with by="direct_effect", by |direct effect| on token."""
+        if by == "norm":
+            key = np.sqrt(np.einsum("nd,nd->n", self.vectors, self.vectors))
+        elif by == "direct_effect":
+            if token is None:
+                raise ValueError('by="direct_effect" needs token=, e.g. the predicted token id')
+            key = np.abs(self.direct_effects(token))
+        else:
+            raise ValueError(f'by must be "norm" or "direct_effect", got {by!r}')
+        return self[np.argsort(-key, kind="stable")[:n]]
+
+    def by(self, key: str) -> "Decomposition":
+        """The rows summed in groups, still summing to the same residual: "kind" (one row per kind), "layer"
+        (embeddings, then attention and MLP of each layer), "head" (each head's messages; b_O, neurons and
+        b_out one row per layer). In a grouped row, weight is the number of rows it sums."""
+        block = {"tok_embed": "embedding", "pos_embed": "embedding", "message": "attention", "b_O": "attention",
+                 "neuron": "mlp", "b_out": "mlp", "patch": "patch"}
+        if key == "kind":
+            keys = [(k, -1, -1) for k in self.kind.tolist()]
+        elif key == "layer":
+            keys = [(block[k], l, -1) for k, l in zip(self.kind.tolist(), self.layer_of.tolist())]
+        elif key == "head":
+            keys = [(k, l, h) for k, l, h in zip(self.kind.tolist(), self.layer_of.tolist(), self.head.tolist())]
+        else:
+            raise ValueError(f'key must be "kind", "layer" or "head", got {key!r}')
+        groups = {}
+        for i, g in enumerate(keys):
+            groups.setdefault(g, []).append(i)
+        kinds, layers, heads = zip(*groups)
+        vecs = np.stack([self.vectors[ix].sum(axis=0, dtype=np.float64) for ix in groups.values()]).astype(np.float32)
+        n = len(groups)
+        return replace(self, kind=np.array(kinds), layer_of=np.array(layers), head=np.array(heads),
+                       source=np.full(n, -1), neuron=np.full(n, -1),
+                       weight=np.array([len(ix) for ix in groups.values()], np.float32), vectors=vecs)
 
     def total(self) -> np.ndarray:
         """The rows summed in float64: [D]."""

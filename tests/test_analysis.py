@@ -517,3 +517,74 @@ def test_long_prompt_messages_and_patterns_through_analyze(model, words, n_token
         r = row(rep["patterns"], layer=l, head=h, pos=t)
         assert r["matches"] == brute_words(model, tr.patterns[l, h, t], ln64(p.W_E[words], p.ln1_w[l], p.ln1_b[l]),
                                            words, 5)
+
+
+# -- notebooks -----------------------------------------------------------------------------------
+
+def test_nearest_words_equal_brute_force(model, words):
+    from analysis import nearest_words
+    p = model.params
+    v = p.W_out[1, 17]
+    got = nearest_words(model, v, k=5)
+    want = brute_ids(v, p.W_E[words].astype(np.float64) * p.lnf_w, words, 5)
+    assert [w for w, _ in got] == [model.tokenizer.decode([i]) for i in want]
+    got = nearest_words(model, p.W_in[0][:, 3], space="ln2", layer=0, k=3)
+    want = brute_ids(p.W_in[0][:, 3], ln64(p.W_E[words], p.ln2_w[0], p.ln2_b[0]), words, 3)
+    assert [w for w, _ in got] == [model.tokenizer.decode([i]) for i in want]
+    with pytest.raises(minigpt2.InputError, match='needs layer='):
+        nearest_words(model, v, space="ln1")
+
+
+def test_decomposition_indexes_groups_and_ranks(model):
+    tr = model.run(model.encode(PROMPT))
+    d = tr.decompose(2, 7)
+    pred = int(tr.logits[7].argmax())
+    eff = d.direct_effects(pred)
+    b_U = float(model.params.lnf_b @ model.params.W_E[pred])
+    assert eff.sum() + b_U == pytest.approx(float(tr.logits[7, pred]), abs=1e-3)
+    for key, n in (("kind", 6), ("layer", 1 + 2 * 2), ("head", 2 + 2 * (4 + 3))):
+        g = d.by(key)
+        assert len(g) == n and g.max_abs_error() < 1e-4 and g.weight.sum() == len(d)
+    heads = d.by("head")
+    i = heads.labels.index("L1 H2 messages")
+    np.testing.assert_allclose(heads.vectors[i], d.where(kind="message", layer=1, head=2).total(), rtol=1e-5,
+                               atol=1e-6)
+    np.testing.assert_allclose(heads.vectors[i], np.einsum("s,sd->d", tr.attn[1, 2, 7, :8], tr.messages[1, 2, :8]),
+                               rtol=1e-4, atol=1e-5)
+    top = d.top(5, by="direct_effect", token=pred)
+    np.testing.assert_allclose(np.abs(top.direct_effects(pred)), sorted(np.abs(eff), reverse=True)[:5], rtol=1e-5)
+    assert len(d[3]) == 1 and d[3].labels == [d.labels[3]]
+    assert d.by("kind").labels == ["token embedding", "position embedding", "messages", "b_O", "neurons", "b_out"]
+
+
+def test_analyze_takes_ids_and_refuses_a_list_of_prompts(model):
+    rep = analyze(model, model.encode(PROMPT).tolist(), k=3, progress=False)
+    assert rep.total == 7 and rep.text == "<|endoftext|>The baseball player hit a home run"
+    with pytest.raises(minigpt2.InputError, match="analyze takes one prompt"):
+        analyze(model, ["a", "b"], k=3, progress=False)
+
+
+def test_notebook_reprs_are_short(report):
+    assert len(repr(report)) < 400 and len(repr(report["neurons"])) < 300
+    assert repr(report["patterns"]).startswith("<Table 'patterns': 64 rows")
+    t = report["neurons"].where(layer=1, neuron=17)
+    assert len(t) == 1 and t.rows[0][:2] == [1, 17]
+    with pytest.raises(KeyError, match="no column head"):
+        report["neurons"].where(head=3)
+
+
+def test_selected_heads_and_neurons(model, tmp_path):
+    rep = analyze(model, PROMPT, k=3, progress=False, heads=[(1, 2)], neurons=[(0, 7)])
+    assert list(rep.tables)[0] == "selected"
+    t = rep["selected"]
+    tr = model.run(model.encode(PROMPT))
+    r = dict(zip(t.columns, t.rows[3]))
+    assert (r["layer"], r["head"], r["pos"]) == (1, 2, 3)
+    assert r["attention received"] == pytest.approx(float(tr.attn[1, 2, 3:, 3].mean()))
+    assert r["pattern words"] == row(rep["patterns"], layer=1, head=2, pos=3)["words"]
+    n = dict(zip(t.columns, t.rows[-1]))
+    assert (n["layer"], n["neuron"]) == (0, 7) and n["output words"] == row(rep["neurons"], layer=0, neuron=7)["output words"]
+    out = rep.write(tmp_path / "r")
+    assert (out / "selected.csv").is_file()
+    with pytest.raises(minigpt2.InputError, match="no head 9-0"):
+        analyze(model, PROMPT, k=3, progress=False, heads=[(9, 0)])

@@ -1,0 +1,49 @@
+"""nearest_words: the vocabulary words closest to any vector, searched as the report searches.
+
+(The core never imports analysis, so this is analysis.nearest_words(model, ...), not a Model method.)
+"""
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+
+from minigpt2.errors import InputError
+
+from .knn import check_metric
+from .spaces import Vocab, build_vocab
+
+_VOCABS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()   # model -> Vocab, built once per model
+
+
+def vocab_of(model) -> Vocab:
+    if model not in _VOCABS:
+        _VOCABS[model] = build_vocab(model)
+    return _VOCABS[model]
+
+
+def nearest_words(model, vector, space: str = "unembed", layer: int | None = None, k: int = 10,
+                  metric: str = "cosine") -> list[tuple[str, float]]:
+    """The k whole words nearest to vector [D], best first, as (word, score).
+
+    space: "unembed" (lnf_w * W_E: for anything added to the residual: messages, neuron outputs, rows of a
+    decomposition), "ln1" (LN1 of layer `layer` applied to W_E: for patterns) or "ln2" (LN2 of `layer`: for
+    neuron inputs). The BPE-fragment filter applies, as in the report.
+    """
+    check_metric(metric)
+    cfg, p = model.cfg, model.params
+    v = np.asarray(vector, np.float32)
+    if v.shape != (cfg.d_model,):
+        raise InputError(f"vector must have shape ({cfg.d_model},), got {v.shape}")
+    vocab = vocab_of(model)
+    if space == "unembed":
+        index = vocab.unembed_index(p.lnf_w, metric)
+    elif space in ("ln1", "ln2"):
+        if layer is None or not 0 <= layer < cfg.n_layers:
+            raise InputError(f'space="{space}" needs layer= in 0..{cfg.n_layers - 1}')
+        w, b = (p.ln1_w, p.ln1_b) if space == "ln1" else (p.ln2_w, p.ln2_b)
+        index = vocab.ln_index(w[layer], b[layer], metric)
+    else:
+        raise InputError(f'space must be "unembed", "ln1" or "ln2", got {space!r}')
+    ids, scores = index.search(v[None], k)
+    return [(vocab.strings[i], float(s)) for i, s in zip(ids[0].tolist(), scores[0].tolist())]
