@@ -163,7 +163,8 @@ def summary_lines(report: Report, out: Path) -> list[str]:
         lines.append(f"{prefix}|{p}|")
     lines.append(f"It predicts {report.correct} out of {report.total} tokens correctly.")
     lines.append(f"Residual decomposition error: {report.decomposition_error:.2e} (max |sum of rows - residual|)")
-    lines.append(f"Report: {out / 'index.html'}  (+ {len(report.tables)} CSV files in {out})")
+    n_csv = sum(1 + len(t.before) for t in report.tables.values())
+    lines.append(f"Report: {out / 'index.html'}  (+ {n_csv} CSV files in {out})")
     return lines
 
 

@@ -29,15 +29,15 @@ CSS = """
   vertical-align:top;text-align:left;background-clip:padding-box}
 .mg2r thead th{background:#f0f3f6;position:sticky;top:0;z-index:2;white-space:pre}
 .mg2r .s0,.mg2r .s1,.mg2r .s2,.mg2r .s0w{position:sticky;z-index:1;background:#f7f9fb}
-.mg2r .s0,.mg2r .s1,.mg2r .s2{width:46px;min-width:46px;max-width:46px;box-sizing:border-box}
-.mg2r .s0,.mg2r .s0w{left:0}.mg2r .s1{left:46px}.mg2r .s2{left:92px}
+.mg2r .s0,.mg2r .s1,.mg2r .s2{width:58px;min-width:58px;max-width:58px;box-sizing:border-box}
+.mg2r .s0,.mg2r .s0w{left:0}.mg2r .s1{left:58px}.mg2r .s2{left:116px}
 .mg2r thead th.s0,.mg2r thead th.s1,.mg2r thead th.s2,.mg2r thead th.s0w{z-index:3;background:#e6eaee}
 .mg2r td.num{text-align:right;font-variant-numeric:tabular-nums}
 .mg2r td{white-space:pre-wrap;max-width:420px}.mg2r td.hb{color:#999;font-style:italic}
 .mg2r td.ok{background:#d3f0de}.mg2r td.bad{background:#f6d5d1}
 .mg2r tr.sep>td,.mg2r tr.sep>th{border-top:3px solid #1f3b57}
 .mg2r tr.hit>td{outline:2px solid #e0a000;outline-offset:-2px}
-.mg2r .more{font-size:12px;color:#555}
+.mg2r .more{font-size:12px;color:#555}.mg2r [hidden]{display:none !important}
 .mg2r .blocks{display:flex;flex-wrap:wrap;gap:10px}.mg2r figure.blk{margin:0}
 .mg2r figcaption{font-size:12px;font-weight:600}.mg2r table.grid td{width:9px;height:9px;padding:0}
 .mg2r table.grid th.q{font-weight:400;font-size:10px;padding:0 3px;max-width:80px;overflow:hidden}
@@ -60,8 +60,9 @@ var root=document.currentScript.parentNode;
 function radios(){return root.querySelectorAll('.tabs>input');}
 function panel(){return root.querySelector('.tabs>input:checked+label+.panel');}
 function open(p){var r=p.previousElementSibling.previousElementSibling;r.checked=true;refilter();}
-var h=decodeURIComponent(location.hash.slice(1)),t=h&&root.querySelector('.tabs>input[id="'+h+'"]');
-if(t)t.checked=true;
+function byHash(){var h=decodeURIComponent(location.hash.slice(1)),t=h&&root.querySelector('.tabs>input[id="'+h+'"]');
+ if(t){t.checked=true;refilter();}}
+window.addEventListener('hashchange',byHash);
 root.querySelector('.tools').hidden=false;
 var status=root.querySelector('[data-status]'),filter=root.querySelector('[data-filter]');
 function refilter(){var q=filter.value.trim().toLowerCase(),p=panel();if(!p)return;
@@ -84,6 +85,7 @@ root.querySelector('[data-jump]').addEventListener('keydown',function(e){
  status.value='found in '+f[0].previousElementSibling.textContent;});
 filter.addEventListener('input',refilter);
 radios().forEach(function(r){r.addEventListener('change',refilter);});
+byHash();
 root.querySelectorAll('[data-chooser]').forEach(function(s){s.closest('p').hidden=false;
  var rows=s.closest('.mg2').querySelectorAll('tbody tr[data-sel]');
  function pick(){rows.forEach(function(tr){tr.dataset.off=tr.dataset.sel===s.value?'0':'1';});refilter();}

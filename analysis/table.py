@@ -178,8 +178,10 @@ def _flat_html(table: Table) -> str:
                 f'{len(table.rows) - len(rows)} more are in {esc(table.name)}.csv.</p>')
     chooser = ""
     if table.select:
-        values = list(dict.fromkeys(r[table.columns.index(table.select)] for r in rows))
-        opts = "".join(f'<option value="{esc(v)}">{esc(v)}</option>' for v in values)
+        si = table.columns.index(table.select)
+        ti = table.columns.index("token") if "token" in table.columns else None
+        values = dict.fromkeys((r[si], "" if ti is None else f": {r[ti]}") for r in rows)
+        opts = "".join(f'<option value="{esc(v)}">{esc(v)}{esc(t)}</option>' for v, t in values)
         chooser = (f'<p class="chooser" hidden><label>{esc(table.select)} <select data-chooser>{opts}</select>'
                    "</label></p>")
     return (f'{chooser}<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>\n' + "\n".join(body)
