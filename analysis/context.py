@@ -66,7 +66,7 @@ def pattern_matches(ctx: Context) -> Matches:
     shape = tr.attn.shape[:3]
     if tr.n_tokens >= MIN_TOKENS:   # low rank: rank keys / sqrt(e) against LN1_l(W_E) W_Q[h]
         coords = tr.keys * np.float32(1 / np.sqrt(tr.keys.shape[-1]))
-        return ctx.matches(*head_topk(ctx.model, ctx.vocab, "pattern", coords, tr.patterns, ctx.k, ctx.metric,
+        return ctx.matches(*head_topk(ctx.model, ctx.vocab, "pattern", coords, tr.pattern_norms(), ctx.k, ctx.metric,
                                       ctx.use_cache, ctx.progress), shape)
     p = ctx.model.params
     L, H, T, D = tr.patterns.shape
@@ -82,7 +82,7 @@ def message_matches(ctx: Context) -> Matches:
     tr = ctx.trace
     shape = tr.attn.shape[:3]
     if tr.n_tokens >= MIN_TOKENS:   # low rank: rank values against (lnf_w * W_E) W_O[h]^T
-        return ctx.matches(*head_topk(ctx.model, ctx.vocab, "message", tr.values, tr.messages, ctx.k, ctx.metric,
+        return ctx.matches(*head_topk(ctx.model, ctx.vocab, "message", tr.values, tr.message_norms(), ctx.k, ctx.metric,
                                       ctx.use_cache, ctx.progress), shape)
     return ctx.matches(*ctx.unembed_index.search(tr.messages.reshape(-1, tr.messages.shape[-1]), ctx.k), shape)
 

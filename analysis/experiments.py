@@ -162,15 +162,20 @@ def causal_softmax(scores: np.ndarray) -> np.ndarray:
 def position_tables(model, trace, tokens: list[str]) -> tuple[Table, Table]:
     """Layer 0's attention from position embeddings alone (per head, query x key), and every head's
     measured share of attention on position 0 for this prompt."""
+    from .matches import show_token
+    from .tables import GRID_TOKENS
+
     T = trace.n_tokens
-    probs = causal_softmax(position_scores(model, T))                           # [H, T, T]
-    cols = [f"{s}:{tok}" for s, tok in enumerate(tokens)]
-    rows = [[h, t] + [float(v) if s <= t else None for s, v in enumerate(probs[h, t])]
-            for h in range(probs.shape[0]) for t in range(T)]
+    W = min(T, GRID_TOKENS)
+    probs = causal_softmax(position_scores(model, W))                           # [H, W, W]
+    cols = [f"{s}:{show_token(tok)}" for s, tok in enumerate(tokens[:W])]
+    rows = [[h, cols[t]] + [float(v) if s <= t else None for s, v in enumerate(probs[h, t])]
+            for h in range(probs.shape[0]) for t in range(W)]
+    long = "" if W == T else f" Positions 0..{W - 1} (experiments.position_scores gives any length)."
     pos0 = Table("position0", "Position bias (layer 0)", ["head", "query"] + cols, rows,
                  "The attention layer 0 would pay from the position embeddings alone (LN1_0(W_pos) through each "
                  "head's W_Q and W_K, causal softmax): rows are queries, columns keys. Heads that park on key 0 "
-                 "whatever the tokens do so by position.", heat=tuple(cols))
+                 "whatever the tokens are do so by position." + long, heat=tuple(cols), blocks=("head",))
     L, H = trace.attn.shape[:2]
     share = trace.attn[:, :, 1:, 0].mean(axis=2) if T > 1 else np.ones((L, H))   # [L, H]
     rows = [[l] + share[l].tolist() for l in range(L)]

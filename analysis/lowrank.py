@@ -75,12 +75,13 @@ def projected(model, vocab: Vocab, kind: str, layer: int, metric: str, folder: P
     return P
 
 
-def head_topk(model, vocab: Vocab, kind: str, coords: np.ndarray, full: np.ndarray, k: int, metric: str,
+def head_topk(model, vocab: Vocab, kind: str, coords: np.ndarray, norms: np.ndarray, k: int, metric: str,
               use_cache: bool = True, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k words of every pattern or message vector via its low-rank coordinates.
 
-    coords [L, H, T, e]: k / sqrt(e) (patterns) or v (messages); full [L, H, T, D]: the vectors themselves
-    (only their norms are used, for cosine scores). Returns (ids, scores) [L * H * T, k], rows in (l, h, t) order.
+    coords [L, H, T, e]: k / sqrt(e) (patterns) or v (messages); norms [L, H, T]: the full vectors' norms
+    (Trace.pattern_norms / message_norms, from the Gram matrices: the D-wide vectors are never built), which
+    scale the cosine scores only (one number per query: the ranking does not depend on it). Returns (ids, scores) [L * H * T, k], rows in (l, h, t) order.
     Each head's scores [T, V_words] come from one [T, e] @ [e, V_words] matmul into one of two reused
     buffers; selecting the top k of one overlaps with the matmul of the next.
     """
@@ -91,7 +92,6 @@ def head_topk(model, vocab: Vocab, kind: str, coords: np.ndarray, full: np.ndarr
     ids = np.empty((L, H, T, k), np.int64)
     scores = np.empty((L, H, T, k), np.float32)
     if metric == "cosine":   # cos = (c . P_v) / |full|: scale the query coordinates, not the scores
-        norms = np.sqrt(np.einsum("lhtd,lhtd->lht", full, full))                        # [L, H, T]
         coords = coords * (np.float32(1) / np.maximum(norms, np.float32(1e-30)))[..., None]
     rows = max(1, min(T, CHUNK_BYTES // (4 * Vw)))
     bufs = [np.empty((rows, Vw), np.float32) for _ in range(2)]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from .table import Table, esc, heat_colour, table_html
 from .writer import write_folder
 
@@ -41,6 +43,7 @@ CSS = """
 .mg2r .blocks{display:flex;flex-wrap:wrap;gap:10px}.mg2r figure.blk{margin:0}
 .mg2r figcaption{font-size:12px;font-weight:600}.mg2r table.grid td{width:9px;height:9px;padding:0}
 .mg2r table.grid th.q{font-weight:400;font-size:10px;padding:0 3px;max-width:80px;overflow:hidden}
+""" + "".join(f".mg2r table.grid td.h{i}{{{heat_colour(i / 10)}}}\n" for i in range(11)) + """
 """
 
 LEGEND = ('<div class="legend">heat maps: ' + "".join(
@@ -115,9 +118,17 @@ def page_html(title: str, subtitle: str, tables: list[Table]) -> str:
             f"<body>{report_html(title, subtitle, tables, script=True)}</body></html>\n")
 
 
+def _npy(arr):
+    def write(path):
+        with open(path, "wb") as f:          # a file object: np.save would append .npy to a temporary name
+            np.save(f, arr)
+    return write
+
+
 def write_report(out: str | Path, title: str, subtitle: str, tables: list[Table], force: bool = False) -> Path:
     """index.html and one CSV per table, written into out by analysis.writer's rules (its own files only)."""
     files = {f"{t.name}.csv": t.to_csv for t in tables}
     files.update({f"{b.name}.csv": b.to_csv for t in tables for b in t.before})
+    files.update({name: _npy(arr) for t in tables for name, arr in t.arrays.items()})
     files["index.html"] = lambda path: path.write_text(page_html(title, subtitle, tables), encoding="utf-8")
     return write_folder(out, files, force=force)

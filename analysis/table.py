@@ -8,6 +8,7 @@ import csv
 import html
 import re
 from dataclasses import dataclass, field, replace
+from typing import Callable
 
 import numpy as np
 
@@ -31,6 +32,9 @@ class Table:
     select: str | None = None           # HTML: a chooser that shows the rows of one value of this column
     tips: dict = field(default_factory=dict)   # column -> row -> tooltip text (the HTML's title attribute)
     before: tuple = ()                  # tables shown above this one in its tab (each its own CSV)
+    html_columns: tuple | None = None   # the page shows only these columns (the CSV has all)
+    html_when: Callable | None = None   # the page shows only the rows for which this is true
+    arrays: dict = field(default_factory=dict)   # file name -> array, written beside the CSV as .npy
 
     def column(self, name: str) -> list:
         i = self.columns.index(name)
@@ -160,22 +164,26 @@ def _row_attrs(table: Table, r: list, prev: list | None) -> str:
 
 
 def _flat_html(table: Table) -> str:
-    rows = table.rows if table.html_limit is None else table.rows[: table.html_limit]
-    sticky = _sticky(table.columns)
-    head = "".join(f'<th class="{sticky[i]}">{esc(c)}</th>' if i in sticky else f"<th>{esc(c)}</th>"
-                   for i, c in enumerate(table.columns))
+    rows = table.rows if table.html_when is None else [r for r in table.rows if table.html_when(r)]
+    n_all = len(rows)
+    rows = rows if table.html_limit is None else rows[: table.html_limit]
+    shown = [i for i, c in enumerate(table.columns) if table.html_columns is None or c in table.html_columns]
+    sticky = _sticky([table.columns[i] for i in shown])
+    head = "".join(f'<th class="{sticky[j]}">{esc(table.columns[i])}</th>' if j in sticky else
+                   f"<th>{esc(table.columns[i])}</th>" for j, i in enumerate(shown))
     tips = {table.columns.index(c): f for c, f in table.tips.items()}
     body = []
     prev = None
     for r in rows:
-        cells = "".join(_cell(table, c, v, tips[i](r) if i in tips and v not in (None, "", "--") else None,
-                              sticky.get(i, "")) for i, (c, v) in enumerate(zip(table.columns, r)))
+        cells = "".join(_cell(table, table.columns[i], r[i],
+                              tips[i](r) if i in tips and r[i] not in (None, "", "--") else None, sticky.get(j, ""))
+                        for j, i in enumerate(shown))
         body.append(f"<tr{_row_attrs(table, r, prev)}>{cells}</tr>")
         prev = r
     more = ""
-    if len(rows) < len(table.rows):
-        more = (f'<p class="more">Showing the first {len(rows)} of {len(table.rows)} rows; '
-                f'{len(table.rows) - len(rows)} more are in {esc(table.name)}.csv.</p>')
+    if len(rows) < n_all:
+        more = (f'<p class="more">Showing the first {len(rows)} of {n_all} rows; '
+                f'{n_all - len(rows)} more are in {esc(table.name)}.csv.</p>')
     chooser = ""
     if table.select:
         si = table.columns.index(table.select)
@@ -196,6 +204,8 @@ def _pivot_html(table: Table) -> str:
     tip = table.tips.get(value)
     grid, cols = {}, {}
     for r in table.rows:
+        if table.html_limit is not None and r[ci] not in cols and len(cols) >= table.html_limit:
+            continue                                        # only the first html_limit column keys
         grid.setdefault(tuple(r[i] for i in ki), {})[r[ci]] = r
         cols[r[ci]] = r[ti]
     head = ("".join(f'<th class="s{i}">{esc(k)}</th>' for i, k in enumerate(keys))
@@ -215,29 +225,37 @@ def _pivot_html(table: Table) -> str:
             + "\n</tbody></table></div>")
 
 
+BLOCK_TITLES = 20_000   # a block grid's cells carry their value as a tooltip up to this many cells
+
+
 def _blocks_html(table: Table) -> str:
-    """A grid of small heat maps, one per block key (e.g. one per head): value in each cell's tooltip."""
+    """A grid of small heat maps, one per block key (e.g. one per head). Cells are classes h0..h10 (the
+    value in tenths, coloured as the heat map), with the value as a tooltip while the grid is small."""
     ki = [table.columns.index(k) for k in table.blocks]
     ri = len(table.blocks)                                  # the row label column follows the keys
     hi = [table.columns.index(c) for c in table.heat]
     rows = table.rows if table.html_limit is None else table.rows[: table.html_limit]
+    titles = len(rows) * len(hi) <= BLOCK_TITLES
     groups: dict = {}
     for r in rows:
         groups.setdefault(tuple(r[i] for i in ki), []).append(r)
     parts = []
     for key, rs in groups.items():
         name = " ".join(f"{k[0].upper()}{v}" for k, v in zip(table.blocks, key))
-        body = "".join(
-            f'<tr><th class="q">{esc(r[ri])}</th>' + "".join(
-                "<td></td>" if r[i] is None else
-                f'<td style="{heat_colour(r[i])}" title="{esc(table.columns[i])}: {r[i]:.3f}"></td>' for i in hi)
-            + "</tr>" for r in rs)
-        parts.append(f'<figure class="blk"><figcaption>{esc(name)}</figcaption><table class="grid">{body}'
-                     "</table></figure>")
-    more = ""
-    if len(rows) < len(table.rows):
-        more = (f'<p class="more">Showing {len(groups)} blocks; the rest are in {esc(table.name)}.csv.</p>')
-    return f'<div class="blocks">{"".join(parts)}</div>{more}'
+        body = []
+        for r in rs:
+            tds = []
+            for i in hi:
+                v = r[i]
+                if v is None:
+                    tds.append("<td></td>")
+                    continue
+                title = f' title="{esc(table.columns[i])}: {v:.3f}"' if titles else ""
+                tds.append(f'<td class="h{min(10, max(0, round(v * 10)))}"{title}></td>')
+            body.append(f'<tr><th class="q">{esc(r[ri])}</th>{"".join(tds)}</tr>')
+        parts.append(f'<figure class="blk"><figcaption>{esc(name)}</figcaption><table class="grid">'
+                     f'{"".join(body)}</table></figure>')
+    return f'<div class="blocks">{"".join(parts)}</div>'
 
 
 def table_html(table: Table) -> str:

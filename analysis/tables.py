@@ -22,8 +22,12 @@ def _head_table(ctx: Context, m: Matches, name: str, title: str, note: str) -> T
             for t in range(T):
                 rows.append([l, h, t, show_token(ctx.tokens[t]), m.cell(l, h, t), round(float(m.bias_z[l, h, t]), 3),
                              raw_words(m.words(ctx.vocab, l, h, t))])
+    if T > TOKEN_COLUMNS:
+        note += (f" This prompt is long: the page shows the first {TOKEN_COLUMNS} tokens; {name}.csv has all "
+                 f"{T}.")
     return Table(name, title, ["layer", "head", "pos", "token", "words", "bias_z", "matches"], rows, note,
-                 pivot=(("layer", "head"), "pos", "words"), tips={"words": lambda r: m.tip(ctx.vocab, *r[:3])})
+                 pivot=(("layer", "head"), "pos", "words"), tips={"words": lambda r: m.tip(ctx.vocab, *r[:3])},
+                 html_limit=TOKEN_COLUMNS)
 
 
 def patterns_table(ctx: Context, pm: Matches) -> Table:
@@ -41,8 +45,12 @@ def messages_table(ctx: Context, mm: Matches) -> Table:
                        "attends here picks up. Hover a cell for the scores.")
 
 
+# The format follows the size. Long prompts keep every value somewhere, but not as one page cell each:
+TOKEN_COLUMNS = 64              # a table with a column per token shows those columns in the page up to this T
 ATTENDED_CELLS = 2_000_000      # attended.csv: whole heads up to this many attention cells
-ATTENDED_HTML_CELLS = 200_000   # the page: a browser stays responsive
+ATTENDED_HTML_CELLS = 60_000    # the page: a browser stays responsive, and the page small
+GRID_TOKENS = 24                # the attention and position grids: the first tokens of each head
+PREFIX_CHARS = 80               # long prompts: predictions show the end of each prefix
 
 
 def attended_table(ctx: Context, pm: Matches, mm: Matches) -> Table:
@@ -60,18 +68,27 @@ def attended_table(ctx: Context, pm: Matches, mm: Matches) -> Table:
     rows = []
     for flat in order[:n_heads]:
         l, h = divmod(flat, H)
-        a = tr.attn[l, h].T.tolist()                                      # [source][query]
+        a = tr.attn[l, h].T                                               # [source, query]
+        got_mean = (a.sum(axis=1) / np.arange(T, 0, -1)).tolist()         # over the queries at or after s
+        got_max = a.max(axis=1).tolist()
+        a = a.tolist()
         for s_ in range(T):
-            rows.append([l, h, s_, show_token(ctx.tokens[s_]), pm.cell(l, h, s_), mm.cell(l, h, s_)]
-                        + [None] * s_ + a[s_][s_:])
-    kept = "" if n_heads == L * H else (f" This prompt is long: the table keeps the {n_heads} of {L * H} heads that "
+            rows.append([l, h, s_, show_token(ctx.tokens[s_]), pm.cell(l, h, s_), mm.cell(l, h, s_), got_mean[s_],
+                         got_max[s_]] + [None] * s_ + a[s_][s_:])
+    kept = "" if n_heads == L * H else (f" This prompt is long: the CSV keeps the {n_heads} of {L * H} heads that "
                                         "attend least to position 0 (Trace.attn has them all).")
-    return Table("attended", "Attended messages",
-                 ["layer", "head", "source", "token", "pattern", "message"] + ctx.token_columns(), rows,
-                 "Each row is a context token at one head. The columns on the right are the attention each "
-                 "query token gave it: which patterns were matched, which messages were picked up. Heads are "
-                 "ordered by how little attention they park on position 0, most interesting first." + kept,
-                 heat=tuple(ctx.token_columns()), html_limit=max(T, ATTENDED_HTML_CELLS // (T + 6) // T * T),
+    base = ["layer", "head", "source", "token", "pattern", "message", "mean attention received", "max attention"]
+    wide = T <= TOKEN_COLUMNS
+    if not wide:
+        kept += f" The page shows the first rows without the {T} per-query columns (they are in attended.csv)."
+    return Table("attended", "Attended messages", base + ctx.token_columns(), rows,
+                 "Each row is a context token at one head: its pattern (what finds it), its message (what it "
+                 "passes on), and the attention the later tokens gave it, per query on the right: which "
+                 "patterns were matched, which messages picked up. Heads are ordered by how little attention "
+                 "they park on position 0, most interesting first." + kept,
+                 heat=tuple(ctx.token_columns()) + ("mean attention received", "max attention"),
+                 html_limit=max(T, ATTENDED_HTML_CELLS // (T + 8) // T * T) if wide else 1000,
+                 html_columns=None if wide else tuple(base),
                  group_by=("layer", "head"), tips={"pattern": lambda r: pm.tip(ctx.vocab, *r[:3]),
                                                    "message": lambda r: mm.tip(ctx.vocab, *r[:3])})
 
@@ -82,17 +99,18 @@ def attention_grid_table(ctx: Context) -> Table:
     Whole heads up to ATTENDED_CELLS attention cells, in layer and head order (Trace.attn has them all)."""
     tr = ctx.trace
     L, H, T = tr.attn.shape[:3]
-    n_heads = max(1, min(L * H, ATTENDED_CELLS // (T * T)))
+    W = min(T, GRID_TOKENS)
+    cols = ctx.token_columns()[:W]
     rows = []
-    for flat in range(n_heads):
-        l, h = divmod(flat, H)
-        a = tr.attn[l, h].tolist()                                        # [query][key]
-        rows += [[l, h, f"{t}:{ctx.tokens[t]}"] + a[t][: t + 1] + [None] * (T - 1 - t) for t in range(T)]
-    kept = "" if n_heads == L * H else f" This prompt is long: the first {n_heads} of {L * H} heads are kept."
-    return Table("attention", "Attention", ["layer", "head", "query"] + ctx.token_columns(), rows,
+    for l in range(L):
+        for h in range(H):
+            a = tr.attn[l, h, :W, :W].tolist()                            # [query][key]
+            rows += [[l, h, cols[t]] + a[t][: t + 1] + [None] * (W - 1 - t) for t in range(W)]
+    kept = "" if W == T else (f" This prompt is long: each head's first {W} tokens (Trace.attn has them all; "
+                              "the attended tab, every query).")
+    return Table("attention", "Attention", ["layer", "head", "query"] + cols, rows,
                  "Each head's attention: rows are queries, columns the keys they attend to (white 0, green 0.5, "
-                 "red 1). Hover a cell for its value." + kept, heat=tuple(ctx.token_columns()),
-                 blocks=("layer", "head"), html_limit=max(T, ATTENDED_HTML_CELLS // T // T * T))
+                 "red 1)." + kept, heat=tuple(cols), blocks=("layer", "head"))
 
 
 # -- neurons ------------------------------------------------------------------------------------
@@ -107,18 +125,30 @@ def neurons_table(ctx: Context, nm: NeuronMatches) -> Table:
     out_norm = np.sqrt(np.einsum("lmd,lmd->lm", W_out, W_out))            # [L, m]
     effect = np.abs(acts).max(axis=1) * out_norm                          # [L, m]
     cin, cout = nm.inputs.cells.tolist(), nm.outputs.cells.tolist()       # [L][m]
-    acts_ln = acts.transpose(0, 2, 1).tolist()                            # [L][m][T]
+    wide = T <= TOKEN_COLUMNS
+    peak = np.abs(acts).argmax(axis=1)                                    # [L, m] token of the largest |act|
+    peak_act = np.take_along_axis(acts, peak[:, None, :], axis=1)[:, 0].tolist()
+    peak = peak.tolist()
+    acts_ln = acts.transpose(0, 2, 1).tolist() if wide else None          # [L][m][T]
     eff = effect.tolist()
+    tok = [show_token(t) for t in ctx.tokens]
     rows = []
     for l, n in zip(*np.unravel_index(np.argsort(-effect.reshape(-1), kind="stable"), (L, m))):
         l, n = int(l), int(n)
-        rows.append([l, n, cin[l][n], cout[l][n], eff[l][n]] + acts_ln[l][n])
+        rows.append([l, n, cin[l][n], cout[l][n], eff[l][n], peak_act[l][n], f"{peak[l][n]}:{tok[peak[l][n]]}"]
+                    + (acts_ln[l][n] if wide else []))
+    where = ("Activations per token on the right; exact zeros show as --." if wide else
+             f"This prompt is long: the {T} activations of each neuron are in mlp_acts.npy ([L, T, m], float32, "
+             "as Trace.mlp_acts), not in this table.")
     return Table("neurons", "FFN neurons",
-                 ["layer", "neuron", "input words", "output words", "effect"] + ctx.token_columns(), rows,
+                 ["layer", "neuron", "input words", "output words", "effect", "peak activation", "at"]
+                 + (ctx.token_columns() if wide else []), rows,
                  "Input words: what the neuron looks for (W_in column vs LN2 of the vocabulary). Output words: "
-                 "what it writes (W_out row vs ln_f gain x W_E). These never change with the prompt. "
-                 "Activations per token; exact zeros show as --. Sorted by effect = max |activation| x ||W_out||.",
+                 "what it writes (W_out row vs ln_f gain x W_E). These never change with the prompt. Sorted by "
+                 "effect = max |activation| x ||W_out||; the peak is the activation of largest size and its "
+                 "token. " + where,
                  heat=tuple(ctx.token_columns()), html_limit=150, zeros_as_dashes=True,
+                 arrays={} if wide else {"mlp_acts.npy": acts},
                  tips={"input words": lambda r: nm.inputs.tip(ctx.vocab, r[0], r[1]),
                        "output words": lambda r: nm.outputs.tip(ctx.vocab, r[0], r[1])})
 
@@ -143,6 +173,9 @@ def bos_neurons_table(ctx: Context, nm: NeuronMatches, limit: int = 40) -> Table
                  "largest activation anywhere else, strongest first. Position 0 sees no context, so these "
                  "contributions are the same for every prompt that starts with this token.",
                  heat=tuple(ctx.token_columns()), zeros_as_dashes=True,
+                 html_columns=None if T <= TOKEN_COLUMNS else ("layer", "neuron", "activation at 0",
+                                                              "max |activation| elsewhere", "output words",
+                                                              "input words"),
                  tips={"input words": lambda r: nm.inputs.tip(ctx.vocab, r[0], r[1]),
                        "output words": lambda r: nm.outputs.tip(ctx.vocab, r[0], r[1])})
 
@@ -162,8 +195,11 @@ def evolution_tables(ctx: Context) -> tuple[Table, Table]:
             "output. Read down a column to watch a token turn into its prediction. Every token is ranked, "
             "fragments too: · is a leading space, [brackets] mark a BPE fragment (no whole word), <e2 80> the "
             "bytes of a byte fragment.")
-    return (Table("evolution", "Token evolution", cols, one, note),
-            Table("evolution_top10", "Token evolution (top 10)", cols, ten, note))
+    page = None if len(cols) - 1 <= TOKEN_COLUMNS else tuple(cols[: TOKEN_COLUMNS + 1])
+    if page:
+        note += f" This prompt is long: the page shows the first {TOKEN_COLUMNS} tokens; the CSVs have all."
+    return (Table("evolution", "Token evolution", cols, one, note, html_columns=page),
+            Table("evolution_top10", "Token evolution (top 10)", cols, ten, note, html_columns=page))
 
 
 def predictions_table(ctx: Context) -> Table:
@@ -174,10 +210,18 @@ def predictions_table(ctx: Context) -> Table:
     for t in range(len(ids)):
         actual = s[ids[t + 1]] if t + 1 < len(ids) else None
         correct = None if actual is None else bool(pred[t] == ids[t + 1])
-        rows.append([t, "".join(ctx.tokens[: t + 1]), s[pred[t]], actual, correct])
+        prefix = "".join(ctx.tokens[max(0, t + 1 - 40): t + 1])             # enough for PREFIX_CHARS
+        if len(ids) > TOKEN_COLUMNS and (t >= 40 or len(prefix) > PREFIX_CHARS):
+            prefix = "…" + prefix[-PREFIX_CHARS:]
+        elif t >= 40:
+            prefix = "".join(ctx.tokens[: t + 1])
+        rows.append([t, prefix, s[pred[t]], actual, correct])
     n_ok, n = prediction_score(ctx.trace)
+    long = (f" This prompt is long: each prefix shows its last {PREFIX_CHARS} characters."
+            if len(ids) > TOKEN_COLUMNS else "")
     return Table("predictions", "Predictions", ["pos", "prefix", "predicted", "actual next", "correct"], rows,
-                 f"Greedy next-token prediction after each prefix. It predicts {n_ok} out of {n} tokens correctly.")
+                 f"Greedy next-token prediction after each prefix (green: it is the actual next token). It "
+                 f"predicts {n_ok} out of {n} tokens correctly." + long)
 
 
 def prediction_score(trace) -> tuple[int, int]:
@@ -285,7 +329,8 @@ def _rollup(d, effect: np.ndarray, effect_next: np.ndarray | None) -> Table:
                  "the largest total direct effect (the CSV has every head).")
 
 
-STREAM_TOP = 10   # per position, in the all-positions view: the largest heads and neurons
+STREAM_TOP = 10   # per position, in the all-positions view: the largest heads and neurons (streams.csv)
+STREAM_PAGE = 5   # and in the page
 
 
 def streams_table(ctx: Context) -> Table:
@@ -305,7 +350,8 @@ def streams_table(ctx: Context) -> Table:
         heads = np.empty((L, H, T), np.float32)
         neurons = np.empty((L, T, cfg.d_mlp), np.float32)
         for l in range(L):
-            M = np.einsum("hsd,td->hts", tr.messages[l], w)                 # [H, T, S]: m_s . w_t
+            VW = p.W_O[l] @ w.T                                             # [H, e, T]: W_O w_t, rank space
+            M = np.einsum("hse,het->hts", tr.values[l], VW)                 # [H, T, S]: m_s . w_t
             heads[l] = np.einsum("hts,hts->ht", tr.attn[l], M)
             neurons[l] = tr.mlp_acts[l] * (w @ p.W_out[l].T)               # [T, m]
         eff[name] = {"embedding": np.einsum("td,td->t", p.W_E[tr.ids] + p.W_pos[:T], w),
@@ -314,8 +360,9 @@ def streams_table(ctx: Context) -> Table:
         last = t == T - 1
         e, x = eff["pred"], eff["next"]
 
-        def row(group, component, a, b):
-            rows.append([t, show_token(ctx.tokens[t]), group, component, float(a), None if last else float(b)])
+        def row(group, component, a, b, rank=None):
+            rows.append([t, show_token(ctx.tokens[t]), group, component, rank, float(a),
+                         None if last else float(b)])
         row("kind", "embeddings", e["embedding"][t], x["embedding"][t])
         row("kind", "messages", e["heads"][:, :, t].sum(), x["heads"][:, :, t].sum())
         row("kind", "b_O", e["b_O"][:, t].sum(), x["b_O"][:, t].sum())
@@ -327,20 +374,22 @@ def streams_table(ctx: Context) -> Table:
             row("layer", f"L{l} MLP", e["neurons"][l, t].sum() + e["b_out"][l, t],
                 x["neurons"][l, t].sum() + x["b_out"][l, t])
         top_h = np.argsort(-np.abs(e["heads"][:, :, t]).reshape(-1), kind="stable")[:STREAM_TOP]
-        for f in top_h.tolist():
+        for rank, f in enumerate(top_h.tolist(), 1):
             l, h = divmod(f, H)
-            row("head", f"L{l} H{h}", e["heads"][l, h, t], x["heads"][l, h, t])
+            row("head", f"L{l} H{h}", e["heads"][l, h, t], x["heads"][l, h, t], rank)
         top_n = np.argsort(-np.abs(e["neurons"][:, t]).reshape(-1), kind="stable")[:STREAM_TOP]
-        for f in top_n.tolist():
+        for rank, f in enumerate(top_n.tolist(), 1):
             l, n = divmod(f, cfg.d_mlp)
-            row("neuron", f"L{l} N{n}", e["neurons"][l, t, n], x["neurons"][l, t, n])
+            row("neuron", f"L{l} N{n}", e["neurons"][l, t, n], x["neurons"][l, t, n], rank)
     return Table("streams", "Stream, every position",
-                 ["pos", "token", "by", "component", "direct effect", "direct effect (actual next)"], rows,
+                 ["pos", "token", "by", "component", "rank", "direct effect", "direct effect (actual next)"], rows,
                  "The residual stream after the last layer at every position: direct effects on the predicted "
-                 "token's logit and on the actual next token's, summed by kind and by layer, then the "
-                 f"{STREAM_TOP} heads and neurons with the largest effect on the prediction. Pick a position "
-                 "above (the 'Residual stream' tab has every row of one position: --position).",
-                 select="pos", group_by=("pos",))
+                 "token's logit and on the actual next token's, summed by kind, then the heads and neurons with "
+                 f"the largest effect on the prediction (the page shows {STREAM_PAGE}; streams.csv has "
+                 f"{STREAM_TOP} each and the sums by layer). Pick a position above (the 'Residual stream' tab "
+                 "has every row of one position: --position).",
+                 select="pos", group_by=("pos",),
+                 html_when=lambda r: r[2] == "kind" or (r[4] is not None and r[4] <= STREAM_PAGE))
 
 
 def selected_table(ctx: Context, pm: Matches, mm: Matches, nm: NeuronMatches,

@@ -45,8 +45,8 @@ def main() -> None:
           f"{len(vocab.words)} words, exact top-{K} cosine\n")
 
     def lowrank():
-        pi, _ = head_topk(model, vocab, "pattern", coords, tr.patterns, K, "cosine")
-        mi, _ = head_topk(model, vocab, "message", tr.values, tr.messages, K, "cosine")
+        pi, _ = head_topk(model, vocab, "pattern", coords, tr.pattern_norms(), K, "cosine")
+        mi, _ = head_topk(model, vocab, "message", tr.values, tr.message_norms(), K, "cosine")
         return pi, mi
 
     def full():

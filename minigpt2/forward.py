@@ -176,10 +176,9 @@ def _run(p: Params, cfg: GPT2Config, ids: np.ndarray, edits: tuple) -> Trace:
     resid_pre = np.empty((L + 1, T, D), f32)
     resid_mid, ln1, attn_out, ln2, mlp_out = (np.empty((L, T, D), f32) for _ in range(5))
     attn = np.empty((L, H, T, T), f32)
-    patterns, messages = np.empty((L, H, T, D), f32), np.empty((L, H, T, D), f32)
     pattern_bias = np.empty((L, H, T), f32)
     keys, values = np.empty((L, H, T, cfg.d_head), f32), np.empty((L, H, T, cfg.d_head), f32)
-    mlp_pre, mlp_acts = np.empty((L, T, m), f32), np.empty((L, T, m), f32)
+    mlp_acts = np.empty((L, T, m), f32)
 
     x = embed(ids, p)
     for l in range(L):
@@ -187,15 +186,13 @@ def _run(p: Params, cfg: GPT2Config, ids: np.ndarray, edits: tuple) -> Trace:
         heads = tuple(ed for ed in edits if isinstance(ed, HeadEdit) and ed.layer == l)
         neurons = tuple(ed for ed in edits if isinstance(ed, NeuronEdit) and ed.layer == l)
         ln1[l], keys[l], values[l], attn_out[l] = attention(x, p, l, eps, attn[l], heads)
-        k, v = keys[l] * inv_sqrt, values[l]                            # p_k and c_k carry the 1/sqrt(e)
-        np.matmul(k, p.W_Q[l].transpose(0, 2, 1), out=patterns[l])   # [H, T, e] @ [H, e, D] -> [H, T, D]
-        np.einsum("hte,he->ht", k, p.b_Q[l], out=pattern_bias[l])
-        np.matmul(v, p.W_O[l], out=messages[l])                         # [H, T, e] @ [H, e, D] -> [H, T, D]
+        # patterns and messages are not stored: Trace expands them from keys and values on access
+        np.einsum("hte,he->ht", keys[l] * inv_sqrt, p.b_Q[l], out=pattern_bias[l])   # c_k carries the 1/sqrt(e)
         np.add(x, attn_out[l], out=resid_mid[l])
-        ln2[l], mlp_pre[l], mlp_acts[l], mlp_out[l] = mlp(resid_mid[l], p, l, eps, neurons)
+        ln2[l], _, mlp_acts[l], mlp_out[l] = mlp(resid_mid[l], p, l, eps, neurons)
         x = resid_mid[l] + mlp_out[l]
     resid_pre[L] = x = _patched(x, edits, L)
-    return Trace(params=p, ids=ids, edits=edits, resid_pre=resid_pre, resid_mid=resid_mid, ln1=ln1, attn=attn, keys=keys, values=values,
-                 patterns=patterns, pattern_bias=pattern_bias, messages=messages, attn_out=attn_out,
-                 ln2=ln2, mlp_pre=mlp_pre, mlp_acts=mlp_acts, mlp_out=mlp_out,
-                 logits=check_finite(unembed(x, p, eps), resid_pre), layer_norm_eps=eps)
+    return Trace(params=p, ids=ids, edits=edits, resid_pre=resid_pre, resid_mid=resid_mid, ln1=ln1, attn=attn,
+                 keys=keys, values=values, pattern_bias=pattern_bias, attn_out=attn_out, ln2=ln2,
+                 mlp_acts=mlp_acts, mlp_out=mlp_out, logits=check_finite(unembed(x, p, eps), resid_pre),
+                 layer_norm_eps=eps)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -12,7 +13,13 @@ from .weights import Params
 
 @dataclass(frozen=True)
 class Trace:
-    """Everything a forward pass computed. L layers, H heads, T tokens, D d_model, m d_mlp, V vocab."""
+    """Everything a forward pass computed. L layers, H heads, T tokens, D d_model, m d_mlp, V vocab.
+
+    patterns, messages and mlp_pre are properties: they are exact functions of what is stored (keys, values,
+    ln2 and the weights), expanded on first access and then kept. run() so writes 2 x L H T D floats less
+    (1.8 GB at T=1024 for GPT-2 small), and the analysis, which searches in the rank-e space, never expands
+    them.
+    """
     params: Params             # the weights it ran with (a reference, not a copy)
     ids: np.ndarray            # [T]           token ids
     edits: tuple               # the Edit.neuron / head / resid applied in this run (empty: a clean run)
@@ -22,16 +29,42 @@ class Trace:
     attn: np.ndarray           # [L, H, T, T]  attention probabilities, query x key (0 above the diagonal)
     keys: np.ndarray           # [L, H, T, e]  x~ W_K + b_K: the low-rank coordinates of the patterns
     values: np.ndarray         # [L, H, T, e]  x~ W_V + b_V: the low-rank coordinates of the messages
-    patterns: np.ndarray       # [L, H, T, D]  p_k = (x~_k W_K + b_K) W_Q^T / sqrt(e): the pattern token k leaves behind
     pattern_bias: np.ndarray   # [L, H, T]     c_k = b_Q . (x~_k W_K + b_K) / sqrt(e); score[q, k] = x~_q . p_k + c_k
-    messages: np.ndarray       # [L, H, T, D]  m_k = (x~_k W_V + b_V) W_O: the message token k leaves behind
     attn_out: np.ndarray       # [L, T, D]     sum_h sum_k attn[l, h, :, k] m_k + b_O[l]
     ln2: np.ndarray            # [L, T, D]     LN2_l(resid_mid[l]): what the neurons read
-    mlp_pre: np.ndarray        # [L, T, m]     neuron pre-activations
     mlp_acts: np.ndarray       # [L, T, m]     neuron activations, gelu_new(mlp_pre)
     mlp_out: np.ndarray        # [L, T, D]     mlp_acts @ W_out + b_out
     logits: np.ndarray         # [T, V]        LN_f(resid_pre[L]) @ W_E^T
     layer_norm_eps: float = 1e-5
+
+    @cached_property
+    def patterns(self) -> np.ndarray:
+        """[L, H, T, D] p_k = (x~_k W_K + b_K) W_Q^T / sqrt(e): the pattern token k leaves behind."""
+        e = self.keys.shape[-1]
+        return np.matmul(self.keys * np.float32(1.0 / np.sqrt(e)), self.params.W_Q.transpose(0, 1, 3, 2))
+
+    @cached_property
+    def messages(self) -> np.ndarray:
+        """[L, H, T, D] m_k = (x~_k W_V + b_V) W_O: the message token k leaves behind."""
+        return np.matmul(self.values, self.params.W_O)                  # [L, H, T, e] @ [L, H, e, D]
+
+    @cached_property
+    def mlp_pre(self) -> np.ndarray:
+        """[L, T, m] neuron pre-activations, LN2(resid_mid) @ W_in + b_in (before any Edit.neuron)."""
+        return np.matmul(self.ln2, self.params.W_in) + self.params.b_in[:, None, :]
+
+    def pattern_norms(self) -> np.ndarray:
+        """[L, H, T] |p_k| from the keys alone: |k W_Q^T|^2 = k (W_Q^T W_Q) k^T, an e x e Gram per head."""
+        e = self.keys.shape[-1]
+        G = np.matmul(self.params.W_Q.transpose(0, 1, 3, 2), self.params.W_Q)      # [L, H, e, e]
+        kq = self.keys * np.float32(1.0 / np.sqrt(e))
+        return np.sqrt(np.maximum(np.einsum("lhte,lhef,lhtf->lht", kq, G, kq), 0)).astype(np.float32)
+
+    def message_norms(self) -> np.ndarray:
+        """[L, H, T] |m_k| from the values alone: |v W_O|^2 = v (W_O W_O^T) v^T."""
+        G = np.matmul(self.params.W_O, self.params.W_O.transpose(0, 1, 3, 2))        # [L, H, e, e]
+        return np.sqrt(np.maximum(np.einsum("lhte,lhef,lhtf->lht", self.values, G, self.values), 0)).astype(
+            np.float32)
 
     @property
     def n_tokens(self) -> int:
@@ -84,8 +117,9 @@ class Trace:
             add("pos_embed", 1, vecs=p.W_pos[pos][None])
         for l in range(start, layer):
             a = self.attn[l, :, pos, :S]                                   # [H, S]
+            msgs = np.matmul(self.values[l, :, :S], p.W_O[l])              # [H, S, e] @ [H, e, D]: just these
             add("message", H * S, l, head=np.repeat(np.arange(H), S), source=np.tile(np.arange(S), H),
-                weight=a.reshape(-1), vecs=(a[:, :, None] * self.messages[l, :, :S]).reshape(H * S, -1))
+                weight=a.reshape(-1), vecs=(a[:, :, None] * msgs).reshape(H * S, -1))
             add("b_O", 1, l, vecs=p.b_O[l][None])
             acts = self.mlp_acts[l, pos]                                   # [m]
             add("neuron", m, l, neuron=np.arange(m), weight=acts, vecs=acts[:, None] * p.W_out[l])

@@ -174,9 +174,11 @@ def test_attended_has_attention_by_query_and_blank_above_the_diagonal(model, rep
     r = row(report["attended"], layer=1, head=2, source=3)
     cols = report["attended"].columns
     for t in range(8):
-        v = r[cols[6 + t]]
+        v = r[cols[8 + t]]
         assert v is None if t < 3 else v == pytest.approx(float(tr.attn[1, 2, t, 3]))
     assert r["pattern"] == row(report["patterns"], layer=1, head=2, pos=3)["words"]
+    assert r["mean attention received"] == pytest.approx(float(tr.attn[1, 2, 3:, 3].mean()))
+    assert r["max attention"] == pytest.approx(float(tr.attn[1, 2, 3:, 3].max()))
 
 
 def test_neurons_static_words_activations_and_order(model, report, words):
@@ -187,7 +189,10 @@ def test_neurons_static_words_activations_and_order(model, report, words):
     first = dict(zip(table.columns, table.rows[0]))
     assert (first["layer"], first["neuron"]) == (l, n)
     r = row(table, layer=1, neuron=17)
-    assert [r[c] for c in table.columns[5:]] == pytest.approx(tr.mlp_acts[1, :, 17].tolist())
+    assert [r[c] for c in table.columns[7:]] == pytest.approx(tr.mlp_acts[1, :, 17].tolist())
+    t_peak = int(np.abs(tr.mlp_acts[1, :, 17]).argmax())
+    assert r["peak activation"] == pytest.approx(float(tr.mlp_acts[1, t_peak, 17]))
+    assert r["at"].startswith(f"{t_peak}:")
     in_space = ln64(p.W_E[words], p.ln2_w[1], p.ln2_b[1])
     assert r["input words"] == expected_cell(model, brute_ids(p.W_in[1][:, 17], in_space, words, 5))
     out_space = p.W_E[words].astype(np.float64) * p.lnf_w

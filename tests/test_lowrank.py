@@ -24,14 +24,14 @@ def test_low_rank_equals_full_search(metric, seed, tmp_path, monkeypatch):
     p, k = model.params, 7
     coords = tr.keys / np.sqrt(cfg.d_head)
     for use_cache in (True, True, False):                                     # build, then read the cache
-        ids, scores = head_topk(model, vocab, "pattern", coords, tr.patterns, k, metric, use_cache)
+        ids, scores = head_topk(model, vocab, "pattern", coords, tr.pattern_norms(), k, metric, use_cache)
         for l in range(cfg.n_layers):
             full = VocabIndex(ln1_space(p, l, 1e-5, words), metric, ids=words)
             fi, fs = full.search(tr.patterns[l].reshape(-1, cfg.d_model), k)
             rows = slice(l * cfg.n_heads * 30, (l + 1) * cfg.n_heads * 30)
             np.testing.assert_allclose(scores[rows], fs, rtol=1e-4, atol=1e-5)
             np.testing.assert_array_equal(ids[rows], fi)   # (fixed seeds: no float near-ties to swap)
-        ids, scores = head_topk(model, vocab, "message", tr.values, tr.messages, k, metric, use_cache)
+        ids, scores = head_topk(model, vocab, "message", tr.values, tr.message_norms(), k, metric, use_cache)
         full = VocabIndex(unembed_space(p, words), metric, ids=words)
         fi, fs = full.search(tr.messages.reshape(-1, cfg.d_model), k)
         np.testing.assert_allclose(scores, fs, rtol=1e-4, atol=1e-5)
