@@ -10,7 +10,7 @@ from functools import cached_property
 
 import numpy as np
 
-from .knn import CHUNK_BYTES, select_topk
+from .knn import VocabIndex
 from .lowrank import MIN_TOKENS, head_topk
 from .matches import Matches, show_token
 from .neurons import NeuronMeanings
@@ -104,13 +104,11 @@ def neuron_matches(ctx: Context, nm: NeuronMeanings) -> NeuronMatches:
 def logit_lens_top(ctx: Context, k: int) -> np.ndarray:
     """Top-k token ids of ln_f(resid_pre[l]) @ W_E^T for every layer and token: [L+1, T, k].
 
-    resid_pre[L] gives the model's own logits. All layers go through one unembedding matmul.
-    """
-    tr = ctx.trace
+    resid_pre[L] gives the model's own logits. Every layer and token in one exact search over W_E by dot
+    product (analysis.knn: chunked matmul, bounded memory, no transposed copies)."""
+    from minigpt2.layers import layer_norm
+
+    tr, p = ctx.trace, ctx.model.params
     L1, T, D = tr.resid_pre.shape
-    out = np.empty((L1 * T, k), np.int64)
-    rows = max(1, CHUNK_BYTES // (4 * ctx.model.cfg.d_vocab))                     # bounded memory for long prompts
-    flat = tr.resid_pre.reshape(L1 * T, D)
-    for a in range(0, L1 * T, rows):
-        out[a:a + rows] = select_topk(np.ascontiguousarray(ctx.model.unembed(flat[a:a + rows])), k)[0]
-    return out.reshape(L1, T, k)
+    x = layer_norm(tr.resid_pre.reshape(L1 * T, D), p.lnf_w, p.lnf_b, ctx.model.cfg.layer_norm_eps)
+    return VocabIndex(p.W_E, "dot").search(x, k)[0].reshape(L1, T, k)

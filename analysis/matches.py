@@ -29,8 +29,8 @@ class Matches:
         ids, scores = ids.reshape(*shape, k), scores.reshape(*shape, k)
         z = vocab.bias_z[ids].mean(axis=-1)
         high = np.abs(z) > threshold
-        s = vocab.strings
-        flat = [HIGH_BIAS if hb else join_words([s[j] for j in row])
+        shown = vocab.shown
+        flat = [HIGH_BIAS if hb else ", ".join([shown[j] for j in row])
                 for row, hb in zip(ids.reshape(-1, k).tolist(), high.reshape(-1).tolist())]
         cells = np.empty(len(flat), object)
         cells[:] = flat
@@ -45,7 +45,7 @@ class Matches:
 
     def tip(self, vocab: Vocab, *index: int) -> str:
         """The tooltip of a cell: its k words with their scores, and the mean bias z that decides "(high bias)"."""
-        words = ", ".join(f"{show_token(vocab.strings[j])} {s:.3f}"
+        words = ", ".join(f"{vocab.shown[j]} {s:.3f}"
                           for j, s in zip(self.ids[index].tolist(), self.scores[index].tolist()))
         z = float(self.bias_z[index])
         if self.high_bias[index]:

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -29,6 +30,12 @@ class Vocab:
     normed_sq: np.ndarray | None = None   # [n_words, D] n_w squared (for the spaces' norms)
     row_std: np.ndarray | None = None     # [n_words] std_w = sqrt(var(W_E[w]) + eps)
     filter: str = "whole words"           # which rule chose the words: "whole words" or "valid text"
+
+    @cached_property
+    def shown(self) -> list[str]:
+        """[V] each token with its word boundaries visible (matches.show_token), made once per vocabulary."""
+        from .matches import show_token
+        return [show_token(s) for s in self.strings]
 
     @property
     def normed(self) -> np.ndarray:

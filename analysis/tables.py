@@ -10,18 +10,20 @@ import numpy as np
 from minigpt2.layers import inv_std
 
 from .context import Context, NeuronMatches, logit_lens_top
-from .matches import Matches, raw_words, show_token
+from .matches import Matches, show_token
 from .table import Table
 
 
 def _head_table(ctx: Context, m: Matches, name: str, title: str, note: str) -> Table:
     L, H, T = m.shape
+    tok, strings = [show_token(s) for s in ctx.tokens], ctx.vocab.strings
+    cells, ids, bias = m.cells.tolist(), m.ids.tolist(), np.round(m.bias_z.astype(np.float64), 3).tolist()
     rows = []
     for l in range(L):
         for h in range(H):
             for t in range(T):
-                rows.append([l, h, t, show_token(ctx.tokens[t]), m.cell(l, h, t), round(float(m.bias_z[l, h, t]), 3),
-                             raw_words(m.words(ctx.vocab, l, h, t))])
+                rows.append([l, h, t, tok[t], cells[l][h][t], bias[l][h][t],
+                             ",".join([strings[j] for j in ids[l][h][t]])])
     if T > TOKEN_COLUMNS:
         note += (f" This prompt is long: the page shows the first {TOKEN_COLUMNS} tokens; {name}.csv has all "
                  f"{T}.")
@@ -239,22 +241,20 @@ def stream_table(ctx: Context, pm: Matches, mm: Matches, nm: NeuronMatches, pos:
     layer and head) sits above the rows. Returns the table and max |sum of rows - resid_pre| (the
     decomposition error).
     """
-    tr, p, cfg = ctx.trace, ctx.model.params, ctx.model.cfg
+    tr, p = ctx.trace, ctx.model.params
     L, T = tr.n_layers, tr.n_tokens
     pos = pos % T
-    d = tr.decompose(L, pos)
-    error = d.max_abs_error()
     pred = int(np.argmax(tr.logits[pos]))
     nxt = int(tr.ids[pos + 1]) if pos + 1 < T else None
-    scale = inv_std(tr.resid_pre[L, pos], cfg.layer_norm_eps)[0]          # ln_f's 1/std at pos
-    centred = d.vectors - d.vectors.mean(axis=1, keepdims=True)
-    effect = (centred @ (p.lnf_w * p.W_E[pred])) * scale                  # [n]
-    effect_next = (centred @ (p.lnf_w * p.W_E[nxt])) * scale if nxt is not None else np.full(len(d), np.nan)
-    norms = np.sqrt(np.einsum("nd,nd->n", d.vectors, d.vectors))
+    d = tr.contributions(L, pos, [pred, pred if nxt is None else nxt])      # rows without their vectors
+    error = d.error
+    effect = d.effects[:, 0]                                              # [n]
+    effect_next = d.effects[:, 1] if nxt is not None else np.full(len(d), np.nan)
+    norms = d.norm
     # words: messages reuse the message matches (attention >= 0 keeps the direction), neurons the cached
     # output meanings (negative activations read the bottom words), the rest are searched here.
     other = np.flatnonzero(~np.isin(d.kind, ("message", "neuron")))
-    om = ctx.matches(*ctx.unembed_index.search(d.vectors[other], ctx.k))
+    om = ctx.matches(*ctx.unembed_index.search(_bias_rows(tr, d, other, pos), ctx.k))
     other_cell = dict(zip(other.tolist(), om.cells.tolist()))
     labels = d.labels
     rows = []
@@ -300,6 +300,15 @@ def stream_table(ctx: Context, pm: Matches, mm: Matches, nm: NeuronMatches, pos:
     table = Table("stream", "Residual stream", columns, rows, note, html_limit=200, before=(rollup,),
                   tips={"words": tip, "reads": lambda r: tip(r, reads=True)})
     return table, error
+
+
+def _bias_rows(tr, d, rows: np.ndarray, pos: int) -> np.ndarray:
+    """The vectors of the few rows that are neither messages nor neurons: embeddings, biases, a patch."""
+    p = tr.params
+    patch = {e.layer: e.vector for e in tr.edits if getattr(e, "vector", None) is not None and e.pos == pos}
+    pick = {"tok_embed": lambda l: p.W_E[tr.ids[pos]], "pos_embed": lambda l: p.W_pos[pos],
+            "b_O": lambda l: p.b_O[l], "b_out": lambda l: p.b_out[l], "patch": lambda l: patch[l]}
+    return np.stack([pick[str(d.kind[i])](int(d.layer_of[i])) for i in rows])
 
 
 def _rollup(d, effect: np.ndarray, effect_next: np.ndarray | None) -> Table:
@@ -351,8 +360,8 @@ def streams_table(ctx: Context) -> Table:
         neurons = np.empty((L, T, cfg.d_mlp), np.float32)
         for l in range(L):
             VW = p.W_O[l] @ w.T                                             # [H, e, T]: W_O w_t, rank space
-            M = np.einsum("hse,het->hts", tr.values[l], VW)                 # [H, T, S]: m_s . w_t
-            heads[l] = np.einsum("hts,hts->ht", tr.attn[l], M)
+            M = np.matmul(tr.values[l], VW)                                 # [H, S, T]: m_s . w_t
+            heads[l] = np.einsum("hts,hst->ht", tr.attn[l], M)
             neurons[l] = tr.mlp_acts[l] * (w @ p.W_out[l].T)               # [T, m]
         eff[name] = {"embedding": np.einsum("td,td->t", p.W_E[tr.ids] + p.W_pos[:T], w),
                      "b_O": p.b_O @ w.T, "b_out": p.b_out @ w.T, "heads": heads, "neurons": neurons}
@@ -377,7 +386,9 @@ def streams_table(ctx: Context) -> Table:
         for rank, f in enumerate(top_h.tolist(), 1):
             l, h = divmod(f, H)
             row("head", f"L{l} H{h}", e["heads"][l, h, t], x["heads"][l, h, t], rank)
-        top_n = np.argsort(-np.abs(e["neurons"][:, t]).reshape(-1), kind="stable")[:STREAM_TOP]
+        a = np.abs(e["neurons"][:, t]).reshape(-1)
+        top_n = np.argpartition(-a, STREAM_TOP)[:STREAM_TOP] if a.size > STREAM_TOP else np.arange(a.size)
+        top_n = top_n[np.lexsort((top_n, -a[top_n]))]                       # largest first, ties to lower
         for rank, f in enumerate(top_n.tolist(), 1):
             l, n = divmod(f, cfg.d_mlp)
             row("neuron", f"L{l} N{n}", e["neurons"][l, t, n], x["neurons"][l, t, n], rank)

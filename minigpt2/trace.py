@@ -85,50 +85,97 @@ class Trace:
         Under an Edit.resid at (l0, pos) with l0 <= layer, the latest such patch is one row ("patch") that
         stands for the embeddings and every layer before l0; the layers from l0 on follow as usual.
         """
-        L, H = self.attn.shape[0], self.attn.shape[1]
-        T = self.n_tokens
+        layer, pos = self._check(layer, pos)
+        blocks = list(self._blocks(layer, pos))
+        cat = np.concatenate
+        return Decomposition(layer=layer, pos=pos, kind=cat([b[0] for b in blocks]),
+                             layer_of=cat([b[1] for b in blocks]), head=cat([b[2] for b in blocks]),
+                             source=cat([b[3] for b in blocks]), neuron=cat([b[4] for b in blocks]),
+                             weight=cat([b[5] for b in blocks]).astype(np.float32),
+                             vectors=cat([b[6] for b in blocks]).astype(np.float32, copy=False),
+                             target=self.resid_pre[layer, pos], params=self.params,
+                             layer_norm_eps=self.layer_norm_eps)
+
+    def contributions(self, layer: int, pos: int, tokens) -> "Contributions":
+        """The rows of decompose(layer, pos) with their norms and direct effects on the logits of tokens, built
+        one block (a layer's messages, its neurons, ...) at a time: for a long prompt the rows' D-wide vectors
+        (0.5 GB at T=1000 for GPT-2 small) never exist at once. The rows still prove their sum: error."""
+        layer, pos = self._check(layer, pos)
+        p = self.params
+        target = self.resid_pre[layer, pos]
+        W = p.lnf_w[:, None] * p.W_E[np.asarray(tokens, np.int64)].T                  # [D, K]
+        W = (W - W.mean(axis=0, keepdims=True)) * inv_std(target, self.layer_norm_eps)[0]   # centring moved onto W
+        parts, total = [], np.zeros(target.shape, np.float64)
+        for kind, layer_of, head, source, neuron, weight, vecs in self._blocks(layer, pos):
+            total += vecs.sum(axis=0, dtype=np.float64)
+            parts.append((kind, layer_of, head, source, neuron, weight,
+                          np.sqrt(np.einsum("nd,nd->n", vecs, vecs)), vecs @ W))
+        cat = lambda i: np.concatenate([b[i] for b in parts])  # noqa: E731
+        return Contributions(layer=layer, pos=pos, kind=cat(0), layer_of=cat(1), head=cat(2), source=cat(3),
+                             neuron=cat(4), weight=cat(5).astype(np.float32), norm=cat(6), effects=cat(7),
+                             error=float(np.abs(total - target).max()))
+
+    def _check(self, layer: int, pos: int) -> tuple[int, int]:
+        L, T = self.n_layers, self.n_tokens
         if not 0 <= layer <= L:
             raise IndexError(f"layer must be in 0..{L} (L = final residual), got {layer}")
         if not -T <= pos < T:
             raise IndexError(f"position must be in 0..{T - 1}, got {pos}")
-        pos = pos % T
+        return layer, pos % T
+
+    def _blocks(self, layer: int, pos: int):
+        """The decomposition's rows, a block at a time: (kind, layer_of, head, source, neuron, weight, vectors)."""
+        H = self.attn.shape[1]
         p = self.params
         S = pos + 1
         m = p.W_out.shape[1]
-        kinds, layers, heads, sources, neurons, weights, vectors = [], [], [], [], [], [], []
 
-        def add(kind, n, layer_=-1, head=None, source=None, neuron=None, weight=None, vecs=None):
-            kinds.append(np.full(n, kind))
-            layers.append(np.full(n, layer_))
-            heads.append(np.full(n, -1) if head is None else head)
-            sources.append(np.full(n, pos) if source is None else source)
-            neurons.append(np.full(n, -1) if neuron is None else neuron)
-            weights.append(np.ones(n, np.float32) if weight is None else weight)
-            vectors.append(vecs)
+        def block(kind, n, layer_=-1, head=None, source=None, neuron=None, weight=None, vecs=None):
+            return (np.full(n, kind), np.full(n, layer_), np.full(n, -1) if head is None else head,
+                    np.full(n, pos) if source is None else source, np.full(n, -1) if neuron is None else neuron,
+                    np.ones(n, np.float32) if weight is None else weight, vecs)
 
         patches = [e for e in self.edits if isinstance(e, ResidEdit) and e.pos == pos and e.layer <= layer]
         start = 0
         if patches:
             last = max(patches, key=lambda e: e.layer)
             start = last.layer
-            add("patch", 1, start, vecs=last.vector[None])
+            yield block("patch", 1, start, vecs=last.vector[None])
         else:
-            add("tok_embed", 1, vecs=p.W_E[self.ids[pos]][None])
-            add("pos_embed", 1, vecs=p.W_pos[pos][None])
+            yield block("tok_embed", 1, vecs=p.W_E[self.ids[pos]][None])
+            yield block("pos_embed", 1, vecs=p.W_pos[pos][None])
         for l in range(start, layer):
             a = self.attn[l, :, pos, :S]                                   # [H, S]
             msgs = np.matmul(self.values[l, :, :S], p.W_O[l])              # [H, S, e] @ [H, e, D]: just these
-            add("message", H * S, l, head=np.repeat(np.arange(H), S), source=np.tile(np.arange(S), H),
-                weight=a.reshape(-1), vecs=(a[:, :, None] * msgs).reshape(H * S, -1))
-            add("b_O", 1, l, vecs=p.b_O[l][None])
+            yield block("message", H * S, l, head=np.repeat(np.arange(H), S), source=np.tile(np.arange(S), H),
+                        weight=a.reshape(-1), vecs=(a[:, :, None] * msgs).reshape(H * S, -1))
+            yield block("b_O", 1, l, vecs=p.b_O[l][None])
             acts = self.mlp_acts[l, pos]                                   # [m]
-            add("neuron", m, l, neuron=np.arange(m), weight=acts, vecs=acts[:, None] * p.W_out[l])
-            add("b_out", 1, l, vecs=p.b_out[l][None])
-        cat = np.concatenate
-        return Decomposition(layer=layer, pos=pos, kind=cat(kinds), layer_of=cat(layers), head=cat(heads),
-                             source=cat(sources), neuron=cat(neurons), weight=cat(weights).astype(np.float32),
-                             vectors=cat(vectors).astype(np.float32, copy=False),
-                             target=self.resid_pre[layer, pos], params=p, layer_norm_eps=self.layer_norm_eps)
+            yield block("neuron", m, l, neuron=np.arange(m), weight=acts, vecs=acts[:, None] * p.W_out[l])
+            yield block("b_out", 1, l, vecs=p.b_out[l][None])
+
+
+@dataclass(frozen=True)
+class Contributions:
+    """decompose()'s rows without their vectors: n rows, each with its norm and direct effects on K tokens."""
+    layer: int
+    pos: int
+    kind: np.ndarray      # [n] as Decomposition.kind
+    layer_of: np.ndarray  # [n]
+    head: np.ndarray      # [n]
+    source: np.ndarray    # [n]
+    neuron: np.ndarray    # [n]
+    weight: np.ndarray    # [n]
+    norm: np.ndarray      # [n] |row vector|
+    effects: np.ndarray   # [n, K] ((v - mean v) / std) . (lnf_w * W_E[token_k]), std of resid_pre[layer, pos]
+    error: float          # max |sum of the rows - resid_pre[layer, pos]|
+
+    def __len__(self) -> int:
+        return int(self.kind.shape[0])
+
+    @property
+    def labels(self) -> list[str]:
+        return Decomposition.labels.fget(self)
 
 
 @dataclass(frozen=True)

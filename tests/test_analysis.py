@@ -593,3 +593,14 @@ def test_selected_heads_and_neurons(model, tmp_path):
     assert (out / "selected.csv").is_file()
     with pytest.raises(minigpt2.InputError, match="no head 9-0"):
         analyze(model, PROMPT, k=3, progress=False, heads=[(9, 0)])
+
+
+def test_contributions_are_decompose_without_the_vectors(model):
+    tr = model.run(model.encode(PROMPT))
+    d = tr.decompose(2, 6)
+    c = tr.contributions(2, 6, [17, 9283])
+    assert c.labels == d.labels and len(c) == len(d)
+    np.testing.assert_allclose(c.effects[:, 0], d.direct_effects(17), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(c.effects[:, 1], d.direct_effects(9283), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(c.norm, np.linalg.norm(d.vectors.astype(np.float64), axis=1), rtol=1e-5, atol=1e-7)
+    assert c.error == pytest.approx(d.max_abs_error(), abs=1e-6) and c.error < 1e-4
