@@ -10,7 +10,7 @@ from functools import cached_property
 
 import numpy as np
 
-from .knn import VocabIndex
+from .knn import LNIndex, VocabIndex
 from .lowrank import MIN_TOKENS, head_topk
 from .matches import Matches, show_token
 from .neurons import NeuronMeanings
@@ -70,11 +70,9 @@ def pattern_matches(ctx: Context) -> Matches:
                                       ctx.use_cache, ctx.progress), shape)
     p = ctx.model.params
     L, H, T, D = tr.patterns.shape
-    ids, scores = np.empty((L, H * T, ctx.k), np.int64), np.empty((L, H * T, ctx.k), np.float32)
-    for l in range(L):
-        index = ctx.vocab.ln_index(p.ln1_w[l], p.ln1_b[l], ctx.metric)           # LN1_l(W_E[words])
-        ids[l], scores[l] = index.search(tr.patterns[l].reshape(H * T, D), ctx.k)
-    return ctx.matches(ids, scores, shape)
+    indexes = [ctx.vocab.ln_index(p.ln1_w[l], p.ln1_b[l], ctx.metric) for l in range(L)]   # LN1_l(W_E[words])
+    found = LNIndex.search_stacked(indexes, [tr.patterns[l].reshape(H * T, D) for l in range(L)], ctx.k)
+    return ctx.matches(np.stack([i for i, _ in found]), np.stack([s for _, s in found]), shape)
 
 
 def message_matches(ctx: Context) -> Matches:

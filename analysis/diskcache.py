@@ -45,6 +45,10 @@ def fingerprint(model, words: np.ndarray, label: str, arrays: tuple) -> str:
     return h.hexdigest()
 
 
+def short_hash(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
 def warn(message: str) -> None:
     print(f"minigpt2: warning: {message}", file=sys.stderr)
 
@@ -121,10 +125,13 @@ def _read(path, key, expect, out):
             raise _Damaged("damaged (unexpected contents)")
         offset, result = len(MAGIC) + 8 + n, {}
         for e in entries:
-            dtype, shape = expect[e["name"]]
-            if np.dtype(e["dtype"]) != np.dtype(dtype) or tuple(e["shape"]) != tuple(shape):
-                raise _Damaged(f"damaged ({e['name']} has dtype {e['dtype']} and shape {tuple(e['shape'])}, "
-                               f"expected {np.dtype(dtype).str} and {tuple(shape)})")
+            dtype, want = expect[e["name"]]                       # None in want: any length on that axis
+            shape = tuple(e["shape"]) if isinstance(e.get("shape"), list) else ()
+            if (np.dtype(e["dtype"]) != np.dtype(dtype) or len(shape) != len(want)
+                    or any(w is not None and w != n for w, n in zip(want, shape))
+                    or not all(type(n) is int and 0 <= n < 1 << 40 for n in shape)):
+                raise _Damaged(f"damaged ({e['name']} has dtype {e['dtype']} and shape {shape}, "
+                               f"expected {np.dtype(dtype).str} and {tuple(want)})")
             buf = out.get(e["name"])
             if buf is None or buf.dtype != np.dtype(dtype) or buf.shape != tuple(shape) or not buf.flags.c_contiguous:
                 buf = np.empty(shape, dtype)

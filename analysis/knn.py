@@ -116,6 +116,23 @@ class LNIndex(_Index):
     def _scores_args(self, q):
         return self.base, q * self.gamma, q @ self.beta, self.col_scale
 
+    @staticmethod
+    def search_stacked(indexes: list["LNIndex"], queries: list[np.ndarray], k: int = 10):
+        """index.search(q, k) for each pair, as one matmul over the base they share (LN1 of every layer
+        over the same normalised vocabulary): few queries per index no longer mean many small matmuls.
+        Returns [(ids, scores)] in order."""
+        first = indexes[0]
+        same = lambda a, b: a.ctypes.data == b.ctypes.data and a.shape == b.shape and a.strides == b.strides  # noqa: E731
+        if any(not same(ix.base, first.base) or ix.metric != first.metric for ix in indexes):
+            raise ValueError("stacked indexes must share their base and metric")
+        qs = [_prep_queries(q, first.dim, first.metric) for q in queries]
+        starts = np.cumsum([0] + [len(q) for q in qs])
+        q_all = np.concatenate([q * ix.gamma for q, ix in zip(qs, indexes)])
+        off = np.concatenate([q @ ix.beta for q, ix in zip(qs, indexes)])
+        scale = None if first.col_scale is None else (starts, np.stack([ix.col_scale for ix in indexes]))
+        (i, sc), _ = _search(first.base, q_all, off, scale, k, bottom=False)
+        return [(first._map(i[a:b]), sc[a:b]) for a, b in zip(starts[:-1], starts[1:])]
+
 
 class ScaledIndex(_Index):
     """Keys s_v = gamma * (a_v n_v + c_v) for the shared normalised base n_v: the unembedding lnf_w * W_E,
@@ -203,7 +220,13 @@ def _search(keys, q, row_offset, col_scale, k, bottom: bool):
         S = np.matmul(q[a:b], keys.T, out=buf[: b - a])                # [r, D] @ [D, V] -> [r, V]
         if row_offset is not None:
             S += row_offset[a:b, None]
-        if col_scale is not None:
+        if isinstance(col_scale, tuple):                               # per-segment scales: (starts, [n_seg, V])
+            starts, scales = col_scale
+            for g, (s0, s1) in enumerate(zip(starts[:-1], starts[1:])):
+                lo, hi = max(a, s0), min(b, s1)
+                if lo < hi:
+                    S[lo - a:hi - a] *= scales[g]
+        elif col_scale is not None:
             S *= col_scale
         top[0][a:b], top[1][a:b] = _select_parallel(S, k)
         if bottom:

@@ -120,7 +120,7 @@ def analyze(model, text=None, ids=None, k: int = 10, metric: str = "cosine",
     if not -trace.n_tokens <= position < trace.n_tokens:
         raise InputError(f"position {position} is outside the prompt's {trace.n_tokens} tokens")
     lap("forward")
-    vocab = build_vocab(model, min_words=k)
+    vocab = build_vocab(model, min_words=k, use_cache=use_cache)
     if len(vocab.words) < k:
         raise InputError(f"only {len(vocab.words)} tokens of valid text in the vocabulary, fewer than k={k}")
     ctx = cx.Context(model, trace, vocab, model.token_strings(trace.ids), k, metric, bias_threshold,

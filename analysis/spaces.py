@@ -91,17 +91,37 @@ def word_ids(tokenizer, d_vocab: int, strings: list[str] | None = None, whole_wo
     return np.asarray(keep, dtype=np.int64)
 
 
-def build_vocab(model, min_words: int = 1) -> Vocab:
+def build_vocab(model, min_words: int = 1, use_cache: bool = False) -> Vocab:
     """The analysis' view of the vocabulary. If the whole-word filter leaves fewer than min_words tokens
-    (a byte-level toy vocabulary), it falls back to every token of valid text (Vocab.filter says which)."""
+    (a byte-level toy vocabulary), it falls back to every token of valid text (Vocab.filter says which).
+
+    use_cache: the filter's result (it encodes all V tokens) comes from the disk cache when the tokenizer
+    is the same, byte for byte."""
     b = token_bias(model.params)
     strings = model.tokenizer.vocab_strings()
-    words, rule = word_ids(model.tokenizer, model.cfg.d_vocab, strings), "whole words"
-    if len(words) < min_words:
-        words, rule = word_ids(model.tokenizer, model.cfg.d_vocab, strings, whole_words=False), "valid text"
+    words, rule = filtered_words(model, strings, min_words, use_cache)
     normed_aug, row_std = normalized_words(model.params.W_E, words, model.cfg.layer_norm_eps)
     return Vocab(strings=strings, words=words, bias=b, bias_z=standardize(b), normed_aug=normed_aug,
                  normed_sq=np.square(normed_aug[:, :-1]), row_std=row_std, filter=rule)
+
+
+def filtered_words(model, strings: list[str], min_words: int, use_cache: bool) -> tuple[np.ndarray, str]:
+    """(word ids, rule): the whole-word filter, or valid text when it leaves fewer than min_words tokens."""
+    from . import diskcache
+
+    V = model.cfg.d_vocab
+    key = f"words|{V}|{min_words}|{model.tokenizer.fingerprint()}"
+    path = diskcache.cache_dir() / f"words-{diskcache.short_hash(key)}.bin"
+    if use_cache:
+        found = diskcache.load(path, key, {"words": (np.int64, (None,)), "whole": (np.int64, (1,))})
+        if found is not None and ((found["words"] >= 0) & (found["words"] < V)).all():
+            return found["words"], "whole words" if found["whole"][0] else "valid text"
+    words, rule = word_ids(model.tokenizer, V, strings), "whole words"
+    if len(words) < min_words:
+        words, rule = word_ids(model.tokenizer, V, strings, whole_words=False), "valid text"
+    if use_cache:
+        diskcache.save(path, key, {"words": words, "whole": np.array([rule == "whole words"], np.int64)})
+    return words, rule
 
 
 def normalized_words(W_E: np.ndarray, words: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:

@@ -61,8 +61,7 @@ class Table:
         with open(path, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
             w.writerow(self.columns)
-            for r in self.rows:
-                w.writerow([csv_safe(display(v, digits=7)) for v in r])   # float32's precision; zeros stay 0
+            w.writerows([_csv_cell(v) for v in r] for r in self.rows)
 
     def _repr_html_(self) -> str:
         return table_html(self)
@@ -84,6 +83,24 @@ def csv_safe(v):
     if isinstance(v, str) and v.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(v):
         return "'" + v
     return v
+
+
+_FORMULA_CHARS = frozenset(_FORMULA_START)
+
+
+def _csv_cell(v):
+    """display(v, digits=7) then csv_safe, in one pass (a report writes about a million cells): floats at
+    float32's precision never need neutralising; text is checked once."""
+    t = type(v)
+    if t is float:
+        return f"{v:.7g}"
+    if t is str:
+        return "'" + v if v and v[0] in _FORMULA_CHARS and not _PLAIN_NUMBER.fullmatch(v) else v
+    if v is None:
+        return ""
+    if isinstance(v, np.floating):
+        return f"{float(v):.7g}"
+    return csv_safe(v)
 
 
 def display(v, zeros_as_dashes: bool = False, digits: int = 4):

@@ -35,7 +35,7 @@ print(json.dumps({"load": t1 - t0, **report.timings, "write": t3 - t2, "analyze(
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--like", default="gpt2")
-    ap.add_argument("--text", default="The baseball player hit a home run")
+    ap.add_argument("--text", default="<|endoftext|> The baseball player hit a home run")
     args = ap.parse_args()
     path = checkpoint(args.like)
     cache = tempfile.mkdtemp(prefix="minigpt2-bench-analyze-")

@@ -69,6 +69,11 @@ class GPT2Tokenizer:
             ids = [self.bos_id] + ids
         return np.asarray(ids, dtype=np.int64)
 
+    def fingerprint(self) -> str:
+        """A hash of the whole tokenizer (vocabulary, merges, special tokens): equal iff it encodes alike."""
+        import hashlib
+        return hashlib.blake2b(self._tok.to_str().encode(), digest_size=16).hexdigest()
+
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         """Each text's ids as they stand (no BOS): for checking many strings at once (the word filter)."""
         return [e.ids for e in self._tok.encode_batch([check_text(t, "text") for t in texts],

@@ -7,6 +7,7 @@ so that the forward pass never reshapes a weight.
 from __future__ import annotations
 
 import json
+import mmap
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,8 +118,6 @@ def read_hf_tensors(path: Path, cfg: GPT2Config) -> dict[str, np.ndarray]:
     Names and shapes are checked against config.json from the header alone, before anything is read.
     float16 and bfloat16 tensors are widened exactly to float32.
     """
-    from safetensors import SafetensorError, safe_open
-
     header, data_start = read_header(path)
     raw_of: dict[str, str] = {}            # stripped name -> name in the file
     for raw in header:
@@ -152,54 +151,83 @@ def read_hf_tensors(path: Path, cfg: GPT2Config) -> dict[str, np.ndarray]:
         if info["dtype"] not in FLOATS:
             raise WeightsError(f"{path}: tensor {raw_of[name]!r} has dtype {info['dtype']}, expected a float type")
 
-    tensors: dict[str, np.ndarray] = {}
-    try:
-        with safe_open(str(path), framework="np") as f, open(path, "rb") as raw_file:
-            for name in wanted:
-                raw, info = raw_of[name], header[raw_of[name]]
-                if info["dtype"] == "BF16":   # numpy has no bfloat16: its bits are float32's upper half
-                    raw_file.seek(data_start + info["data_offsets"][0])
-                    bits = np.frombuffer(raw_file.read(2 * int(np.prod(info["shape"]))), "<u2")
-                    arr = (bits.astype(np.uint32) << 16).view(np.float32).reshape(info["shape"])
-                else:
-                    arr = np.asarray(f.get_tensor(raw), dtype=np.float32)
-                if not np.isfinite(arr).all():
-                    bad = int((~np.isfinite(arr)).sum())
-                    raise WeightsError(f"{path}: tensor {raw!r} has {bad} NaN/Inf values")
-                tensors[name] = arr
-    except SafetensorError as e:
-        raise WeightsError(f"{path}: not a readable safetensors file ({e})") from None
-    except OSError as e:
-        raise WeightsError(f"{path}: {e.strerror or e}") from None
+    views = _mapped(path, header, data_start, [raw_of[n] for n in wanted])
+    tensors = {}
+    for name in wanted:
+        arr = views[raw_of[name]]
+        if not np.isfinite(arr).all() if arr.dtype != np.uint16 else not np.isfinite(_f32(arr)).all():
+            bad = int((~np.isfinite(_f32(arr))).sum())
+            raise WeightsError(f"{path}: tensor {raw_of[name]!r} has {bad} NaN/Inf values")
+        tensors[name] = arr
     lm_head = tensors.pop("lm_head.weight", None)
-    if lm_head is not None and not np.array_equal(lm_head, tensors["wte.weight"]):
+    if lm_head is not None and not np.array_equal(_f32(lm_head), _f32(tensors["wte.weight"])):
         raise WeightsError(f"{path}: lm_head.weight differs from wte.weight; "
                            "only GPT-2s with tied embeddings are supported")
     return tensors
 
 
+_NUMPY_DTYPE = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2"}   # bfloat16's bits, as uint16
+
+
+def _mapped(path: Path, header: dict, data_start: int, names: list[str]) -> dict[str, np.ndarray]:
+    """Read-only views of the named tensors in the memory-mapped file (checked offsets: read_header).
+
+    Nothing is copied here: split_params copies each tensor once, into its final per-head layout.
+    """
+    try:
+        with open(path, "rb") as f:
+            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError) as e:
+        raise WeightsError(f"{path}: {getattr(e, 'strerror', None) or e}") from None
+    out = {}
+    for name in names:
+        info = header[name]
+        dt = np.dtype(_NUMPY_DTYPE[info["dtype"]])
+        a, b = info["data_offsets"]
+        out[name] = np.frombuffer(mm, dt, (b - a) // dt.itemsize, data_start + a).reshape(info["shape"])
+    return out
+
+
+def _f32(a: np.ndarray) -> np.ndarray:
+    """float32 values of a tensor view: bfloat16 (held as uint16) by the 16-bit shift, exact; others cast."""
+    if a.dtype == np.uint16:
+        return (a.astype(np.uint32) << 16).view(np.float32)
+    return a.astype(np.float32, copy=False)
+
+
 def split_params(t: dict[str, np.ndarray], cfg: GPT2Config) -> Params:
-    """Split HF's fused, [in, out]-ordered tensors into per-head arrays, stacked over layers."""
-    L, H, D, e = cfg.n_layers, cfg.n_heads, cfg.d_model, cfg.d_head
+    """Split HF's fused, [in, out]-ordered tensors into per-head arrays, stacked over layers.
 
-    def stack(suffix: str) -> np.ndarray:
-        return np.stack([t[f"h.{l}.{suffix}"] for l in range(L)])
+    Each weight is copied once, from its (possibly memory-mapped, possibly float16/bfloat16) tensor
+    straight into its place in the final float32 array.
+    """
+    L, H, D, e, m = cfg.n_layers, cfg.n_heads, cfg.d_model, cfg.d_head, cfg.d_mlp
+    f32 = np.float32
 
-    c_attn_w = stack("attn.c_attn.weight").reshape(L, D, 3, H, e)   # columns: [q | k | v], each [H, e]
-    c_attn_w = c_attn_w.transpose(2, 0, 3, 1, 4)                     # [3, L, H, D, e]
-    c_attn_b = stack("attn.c_attn.bias").reshape(L, 3, H, e).transpose(1, 0, 2, 3)  # [3, L, H, e]
-    W_O = stack("attn.c_proj.weight").reshape(L, H, e, D)            # rows are the concatenated heads
-    c = np.ascontiguousarray
+    def stack(suffix: str, shape: tuple) -> np.ndarray:
+        out = np.empty((L, *shape), f32)
+        for l in range(L):
+            out[l] = _f32(t[f"h.{l}.{suffix}"])
+        return out
+
+    W_Q, W_K, W_V = (np.empty((L, H, D, e), f32) for _ in range(3))
+    b_Q, b_K, b_V = (np.empty((L, H, e), f32) for _ in range(3))
+    for l in range(L):
+        w = _f32(t[f"h.{l}.attn.c_attn.weight"]).reshape(D, 3, H, e)       # columns: [q | k | v], each [H, e]
+        b = _f32(t[f"h.{l}.attn.c_attn.bias"]).reshape(3, H, e)
+        for i, (W, B) in enumerate(((W_Q, b_Q), (W_K, b_K), (W_V, b_V))):
+            W[l] = w[:, i].transpose(1, 0, 2)                                 # [D, H, e] -> [H, D, e]
+            B[l] = b[i]
     return Params(
-        W_E=t["wte.weight"], W_pos=t["wpe.weight"],
-        ln1_w=stack("ln_1.weight"), ln1_b=stack("ln_1.bias"),
-        W_Q=c(c_attn_w[0]), W_K=c(c_attn_w[1]), W_V=c(c_attn_w[2]),
-        b_Q=c(c_attn_b[0]), b_K=c(c_attn_b[1]), b_V=c(c_attn_b[2]),
-        W_O=c(W_O), b_O=stack("attn.c_proj.bias"),
-        ln2_w=stack("ln_2.weight"), ln2_b=stack("ln_2.bias"),
-        W_in=stack("mlp.c_fc.weight"), b_in=stack("mlp.c_fc.bias"),
-        W_out=stack("mlp.c_proj.weight"), b_out=stack("mlp.c_proj.bias"),
-        lnf_w=t["ln_f.weight"], lnf_b=t["ln_f.bias"],
+        W_E=np.array(_f32(t["wte.weight"])), W_pos=np.array(_f32(t["wpe.weight"])),
+        ln1_w=stack("ln_1.weight", (D,)), ln1_b=stack("ln_1.bias", (D,)),
+        W_Q=W_Q, W_K=W_K, W_V=W_V, b_Q=b_Q, b_K=b_K, b_V=b_V,
+        W_O=stack("attn.c_proj.weight", (D, D)).reshape(L, H, e, D),   # rows are the concatenated heads
+        b_O=stack("attn.c_proj.bias", (D,)),
+        ln2_w=stack("ln_2.weight", (D,)), ln2_b=stack("ln_2.bias", (D,)),
+        W_in=stack("mlp.c_fc.weight", (D, m)), b_in=stack("mlp.c_fc.bias", (m,)),
+        W_out=stack("mlp.c_proj.weight", (m, D)), b_out=stack("mlp.c_proj.bias", (D,)),
+        lnf_w=np.array(_f32(t["ln_f.weight"])), lnf_b=np.array(_f32(t["ln_f.bias"])),
     )
 
 

@@ -126,3 +126,24 @@ def test_ln_and_scaled_indexes_equal_search_over_the_built_space(seed, metric, u
     ti, ts, bi, bs = index.search_both(q, 5)
     np.testing.assert_array_equal(ti, idx)
     np.testing.assert_allclose(bs, np.sort(S, axis=1)[:, :5], rtol=1e-4, atol=1e-5)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**16), st.sampled_from(["cosine", "dot"]))
+def test_stacked_ln_search_equals_each_search(seed, metric):
+    """Several LN spaces over one base in one matmul: the same ids and scores as one search per space."""
+    from analysis.knn import LNIndex
+    from analysis.spaces import normalized_words
+    rng = np.random.default_rng(seed)
+    V, D = 300, 10
+    W_E = rng.standard_normal((V, D)).astype(np.float32)
+    words = np.sort(rng.choice(V, 250, replace=False))
+    aug, _ = normalized_words(W_E, words, 1e-5)
+    base = aug[:, :-1]
+    indexes = [LNIndex(base, base ** 2, rng.uniform(0.2, 2, D).astype(np.float32),
+                       rng.normal(0, 0.5, D).astype(np.float32), metric, ids=words) for _ in range(3)]
+    qs = [rng.standard_normal((n, D)).astype(np.float32) for n in (1, 7, 4)]
+    for (i, s), ix, q in zip(LNIndex.search_stacked(indexes, qs, 5), indexes, qs):
+        ri, rs = ix.search(q, 5)
+        np.testing.assert_array_equal(i, ri)
+        np.testing.assert_allclose(s, rs, rtol=1e-5, atol=1e-6)
