@@ -80,6 +80,17 @@ class VocabIndex(_Index):
         return self.keys, q, None, None
 
 
+def _sq_dot(base: np.ndarray, base_sq: np.ndarray | None, w: np.ndarray) -> np.ndarray:
+    """(base ** 2) @ w [V]: from base_sq when given, else squared 4096 rows at a time (no [V, D] temporary)."""
+    if base_sq is not None:
+        return base_sq @ w
+    out = np.empty(base.shape[0], np.float32)
+    for a in range(0, base.shape[0], 4096):
+        blk = base[a:a + 4096]
+        out[a:a + 4096] = (blk * blk) @ w
+    return out
+
+
 def _inv_norm(n2: np.ndarray) -> np.ndarray:
     """1 / sqrt(n2), 0 where n2 <= 0 (a zero key scores 0), float32."""
     f = np.float32
@@ -91,7 +102,7 @@ class LNIndex(_Index):
     """Keys s_v = gamma * n_v + beta: a LayerNorm (LN1_l, LN2_l) applied to the shared normalised base n_v
     [V, D], searched without ever building them: q . s_v = (q gamma) . n_v + q . beta."""
 
-    def __init__(self, base: np.ndarray, base_sq: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
+    def __init__(self, base: np.ndarray, base_sq: np.ndarray | None, gamma: np.ndarray, beta: np.ndarray,
                  metric: str = "cosine", ids: np.ndarray | None = None):
         self.metric = check_metric(metric)
         self.base, self.ids, self.dim = base, ids, base.shape[1]                     # [V, D]
@@ -99,7 +110,7 @@ class LNIndex(_Index):
         self.col_scale = None
         if metric == "cosine":                   # |s_v|^2 = n^2 . g^2 + 2 n . (g b) + |b|^2
             g, b = self.gamma, self.beta
-            self.col_scale = _inv_norm(base_sq @ (g * g) + np.float32(2) * (base @ (g * b)) + b @ b)   # [V]
+            self.col_scale = _inv_norm(_sq_dot(base, base_sq, g * g) + np.float32(2) * (base @ (g * b)) + b @ b)
 
     def project(self, W: np.ndarray) -> np.ndarray:
         """The keys seen through W [D, n]: s_v @ W for every key, [V, n], times 1/|s_v| for cosine.
@@ -139,7 +150,7 @@ class ScaledIndex(_Index):
     with a_v, c_v each W_E row's std and mean. base_aug [V, D+1] is the base with c_v / a_v appended, so
     q . s_v = a_v ([q gamma, q . gamma] . base_aug_v): one matmul, then a per-key scale."""
 
-    def __init__(self, base_aug: np.ndarray, base_sq: np.ndarray, gamma: np.ndarray, scale: np.ndarray,
+    def __init__(self, base_aug: np.ndarray, base_sq: np.ndarray | None, gamma: np.ndarray, scale: np.ndarray,
                  metric: str = "cosine", ids: np.ndarray | None = None):
         self.metric = check_metric(metric)
         self.base, self.ids = base_aug, ids                                           # [V, D+1]
@@ -148,7 +159,7 @@ class ScaledIndex(_Index):
         a = scale.astype(np.float32)
         if metric == "cosine":                   # |s_v|^2 = a^2 n^2.g^2 + 2 a c n.g^2 + c^2 |g|^2
             g2, n, c = self.gamma * self.gamma, base_aug[:, :-1], base_aug[:, -1] * a
-            n2 = a * a * (base_sq @ g2) + np.float32(2) * a * c * (n @ g2) + c * c * g2.sum()
+            n2 = a * a * _sq_dot(n, base_sq, g2) + np.float32(2) * a * c * (n @ g2) + c * c * g2.sum()
             self.col_scale = _inv_norm(n2) * a
         else:
             self.col_scale = a

@@ -27,7 +27,7 @@ class Vocab:
     bias_z: np.ndarray       # [V] the bias in standard deviations from its vocabulary mean
     normed_aug: np.ndarray | None = None  # [n_words, D+1] n_w = LayerNorm-normalised W_E[words] (no gain or
                                           #   bias), and a last column mean_w / std_w, so W_E[w] = std_w (n_w, last) . (I, 1)
-    normed_sq: np.ndarray | None = None   # [n_words, D] n_w squared (for the spaces' norms)
+    normed_sq: np.ndarray | None = None   # [n_words, D] n_w squared, or None: squared in blocks when needed
     row_std: np.ndarray | None = None     # [n_words] std_w = sqrt(var(W_E[w]) + eps)
     filter: str = "whole words"           # which rule chose the words: "whole words" or "valid text"
 
@@ -102,7 +102,7 @@ def build_vocab(model, min_words: int = 1, use_cache: bool = False) -> Vocab:
     words, rule = filtered_words(model, strings, min_words, use_cache)
     normed_aug, row_std = normalized_words(model.params.W_E, words, model.cfg.layer_norm_eps)
     return Vocab(strings=strings, words=words, bias=b, bias_z=standardize(b), normed_aug=normed_aug,
-                 normed_sq=np.square(normed_aug[:, :-1]), row_std=row_std, filter=rule)
+                 normed_sq=None, row_std=row_std, filter=rule)
 
 
 def filtered_words(model, strings: list[str], min_words: int, use_cache: bool) -> tuple[np.ndarray, str]:

@@ -125,12 +125,13 @@ def neurons_table(ctx: Context, nm: NeuronMatches) -> Table:
     L, T, m = acts.shape
     W_out = ctx.model.params.W_out
     out_norm = np.sqrt(np.einsum("lmd,lmd->lm", W_out, W_out))            # [L, m]
-    effect = np.abs(acts).max(axis=1) * out_norm                          # [L, m]
+    hi, lo = acts.max(axis=1), acts.min(axis=1)                           # [L, m]: no [L, T, m] temporary
+    effect = np.maximum(hi, -lo) * out_norm                               # max |activation| x ||W_out||
     cin, cout = nm.inputs.cells.tolist(), nm.outputs.cells.tolist()       # [L][m]
     wide = T <= TOKEN_COLUMNS
-    peak = np.abs(acts).argmax(axis=1)                                    # [L, m] token of the largest |act|
-    peak_act = np.take_along_axis(acts, peak[:, None, :], axis=1)[:, 0].tolist()
-    peak = peak.tolist()
+    up = hi >= -lo                                                        # the largest |activation| is positive
+    peak = np.where(up, acts.argmax(axis=1), acts.argmin(axis=1)).tolist()   # [L, m] its token
+    peak_act = np.where(up, hi, lo).tolist()
     acts_ln = acts.transpose(0, 2, 1).tolist() if wide else None          # [L][m][T]
     eff = effect.tolist()
     tok = [show_token(t) for t in ctx.tokens]
@@ -342,29 +343,48 @@ STREAM_TOP = 10   # per position, in the all-positions view: the largest heads a
 STREAM_PAGE = 5   # and in the page
 
 
+def _top_by_size(vals: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the k entries of largest |value|, largest first, ties to the lower id: ([T, k], [T, k])."""
+    if vals.shape[1] > k:
+        part = np.argpartition(-np.abs(vals), k - 1, axis=1)[:, :k]
+        vals, ids = np.take_along_axis(vals, part, 1), np.take_along_axis(ids, part, 1)
+    order = np.lexsort((ids, -np.abs(vals)), axis=1)
+    return np.take_along_axis(vals, order, 1), np.take_along_axis(ids, order, 1)
+
+
 def streams_table(ctx: Context) -> Table:
     """The stream's direct effects at every position, for both the predicted and the actual next token:
     sums by kind and by layer and block, then the STREAM_TOP largest heads and neurons. Computed for all
-    positions at once from the trace (no per-position decomposition); the page picks a position."""
+    positions at once from the trace, one layer at a time (no [L, T, m] array, no decomposition); the page
+    picks a position."""
     tr, p, cfg = ctx.trace, ctx.model.params, ctx.model.cfg
     L, H, T = tr.attn.shape[:3]
+    m = cfg.d_mlp
     pred = np.argmax(tr.logits, axis=-1)
     nxt = np.append(tr.ids[1:], pred[-1])                                   # the last position has no next
     scale = inv_std(tr.resid_pre[L], cfg.layer_norm_eps)[:, 0]              # [T]
-    rows = []
-    eff = {}
+    eff, ws = {}, {}
+    top_v = np.zeros((T, 0), np.float32)
+    top_i = np.zeros((T, 0), np.int64)
     for name, tok in (("pred", pred), ("next", nxt)):
         w = p.lnf_w * p.W_E[tok]                                            # [T, D]
-        w = (w - w.mean(axis=1, keepdims=True)) * scale[:, None]            # centring moved onto w
+        w = ws[name] = (w - w.mean(axis=1, keepdims=True)) * scale[:, None] # centring moved onto w
         heads = np.empty((L, H, T), np.float32)
-        neurons = np.empty((L, T, cfg.d_mlp), np.float32)
+        n_sum = np.empty((L, T), np.float32)                                # each layer's neurons, summed
         for l in range(L):
             VW = p.W_O[l] @ w.T                                             # [H, e, T]: W_O w_t, rank space
             M = np.matmul(tr.values[l], VW)                                 # [H, S, T]: m_s . w_t
             heads[l] = np.einsum("hts,hst->ht", tr.attn[l], M)
-            neurons[l] = tr.mlp_acts[l] * (w @ p.W_out[l].T)               # [T, m]
+            nl = tr.mlp_acts[l] * (w @ p.W_out[l].T)                        # [T, m]: this layer's neurons
+            n_sum[l] = nl.sum(axis=1)
+            if name == "pred":                                              # keep only the running top
+                top_v, top_i = _top_by_size(np.concatenate([top_v, nl], 1), np.concatenate(
+                    [top_i, np.broadcast_to(l * m + np.arange(m), (T, m))], 1), STREAM_TOP)
         eff[name] = {"embedding": np.einsum("td,td->t", p.W_E[tr.ids] + p.W_pos[:T], w),
-                     "b_O": p.b_O @ w.T, "b_out": p.b_out @ w.T, "heads": heads, "neurons": neurons}
+                     "b_O": p.b_O @ w.T, "b_out": p.b_out @ w.T, "heads": heads, "neurons": n_sum}
+    tl, tn = np.divmod(top_i, m)                                            # [T, k] layer, neuron
+    top_next = tr.mlp_acts[tl, np.arange(T)[:, None], tn] * np.einsum("tkd,td->tk", p.W_out[tl, tn], ws["next"])
+    rows = []
     for t in range(T):
         last = t == T - 1
         e, x = eff["pred"], eff["next"]
@@ -380,18 +400,14 @@ def streams_table(ctx: Context) -> Table:
         for l in range(L):
             row("layer", f"L{l} attention", e["heads"][l, :, t].sum() + e["b_O"][l, t],
                 x["heads"][l, :, t].sum() + x["b_O"][l, t])
-            row("layer", f"L{l} MLP", e["neurons"][l, t].sum() + e["b_out"][l, t],
-                x["neurons"][l, t].sum() + x["b_out"][l, t])
+            row("layer", f"L{l} MLP", e["neurons"][l, t] + e["b_out"][l, t], x["neurons"][l, t] + x["b_out"][l, t])
         top_h = np.argsort(-np.abs(e["heads"][:, :, t]).reshape(-1), kind="stable")[:STREAM_TOP]
         for rank, f in enumerate(top_h.tolist(), 1):
             l, h = divmod(f, H)
             row("head", f"L{l} H{h}", e["heads"][l, h, t], x["heads"][l, h, t], rank)
-        a = np.abs(e["neurons"][:, t]).reshape(-1)
-        top_n = np.argpartition(-a, STREAM_TOP)[:STREAM_TOP] if a.size > STREAM_TOP else np.arange(a.size)
-        top_n = top_n[np.lexsort((top_n, -a[top_n]))]                       # largest first, ties to lower
-        for rank, f in enumerate(top_n.tolist(), 1):
-            l, n = divmod(f, cfg.d_mlp)
-            row("neuron", f"L{l} N{n}", e["neurons"][l, t, n], x["neurons"][l, t, n], rank)
+        for rank, (v, l, n, vx) in enumerate(zip(top_v[t].tolist(), tl[t].tolist(), tn[t].tolist(),
+                                                 top_next[t].tolist()), 1):
+            row("neuron", f"L{l} N{n}", v, vx, rank)
     return Table("streams", "Stream, every position",
                  ["pos", "token", "by", "component", "rank", "direct effect", "direct effect (actual next)"], rows,
                  "The residual stream after the last layer at every position: direct effects on the predicted "

@@ -604,3 +604,35 @@ def test_contributions_are_decompose_without_the_vectors(model):
     np.testing.assert_allclose(c.effects[:, 1], d.direct_effects(9283), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(c.norm, np.linalg.norm(d.vectors.astype(np.float64), axis=1), rtol=1e-5, atol=1e-7)
     assert c.error == pytest.approx(d.max_abs_error(), abs=1e-6) and c.error < 1e-4
+
+
+def test_streams_every_position_against_the_decomposition(model, report):
+    """The all-positions view is computed in the rank space, a layer at a time; check it against
+    decompose() and direct_effects() at two positions, for the predicted and the actual next token."""
+    tr = model.run(model.encode(PROMPT))
+    t_ = report["streams"]
+    for pos in (3, 7):
+        d = tr.decompose(2, pos)
+        pred = int(tr.logits[pos].argmax())
+        e = d.direct_effects(pred)
+        x = d.direct_effects(int(tr.ids[pos + 1])) if pos < 7 else None
+        rows = [dict(zip(t_.columns, r)) for r in t_.rows if r[0] == pos]
+        kinds = {r["component"]: r for r in rows if r["by"] == "kind"}
+        assert kinds["messages"]["direct effect"] == pytest.approx(float(e[d.kind == "message"].sum()), abs=1e-4)
+        assert kinds["neurons"]["direct effect"] == pytest.approx(float(e[d.kind == "neuron"].sum()), abs=1e-4)
+        if x is not None:
+            assert kinds["neurons"]["direct effect (actual next)"] == pytest.approx(
+                float(x[d.kind == "neuron"].sum()), abs=1e-4)
+        neur = np.flatnonzero(d.kind == "neuron")
+        best = neur[np.argsort(-np.abs(e[neur]), kind="stable")[:10]]
+        got = [r for r in rows if r["by"] == "neuron"]
+        assert [r["component"] for r in got] == [d.labels[i] for i in best]
+        assert [r["direct effect"] for r in got] == pytest.approx(e[best].tolist(), abs=1e-5)
+        if x is not None:
+            assert [r["direct effect (actual next)"] for r in got] == pytest.approx(x[best].tolist(), abs=1e-5)
+        heads = d.by("head")
+        he = heads.direct_effects(pred)
+        hmask = heads.kind == "message"
+        best_h = np.flatnonzero(hmask)[np.argsort(-np.abs(he[hmask]), kind="stable")[:5]]
+        assert [r["component"] for r in rows if r["by"] == "head"][:5] == \
+            [heads.labels[i].removesuffix(" messages") for i in best_h]
