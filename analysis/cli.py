@@ -8,70 +8,16 @@ its traceback.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import signal
 import sys
 
-import numpy as np
 
-from minigpt2.errors import Error, InputError, check_text
+from minigpt2.errors import Error, InputError
 
+from .cli_experiments import add_experiment_parsers
+from .cliargs import _nonneg, _positive, _prompt, _show, _threshold
 from .matches import DEFAULT_BIAS_THRESHOLD
-
-
-def _integer(text: str, low: int, what: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
-    if n < low:
-        raise argparse.ArgumentTypeError(f"must be {what}, got {n}")
-    return n
-
-
-def _positive(text: str) -> int:
-    return _integer(text, 1, "a positive integer")
-
-
-def _nonneg(text: str) -> int:
-    return _integer(text, 0, "an integer >= 0")
-
-
-def _number(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-
-
-def _threshold(text: str) -> float:
-    x = _number(text)
-    if not math.isfinite(x) or x < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return x
-
-
-_CONTROL = {ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}
-
-
-def _show(text: str) -> str:
-    """A token or prefix on one terminal line: newlines, returns and tabs written as escapes."""
-    return text.translate(_CONTROL)
-
-
-def _finite(text: str) -> float:
-    x = _number(text)
-    if not math.isfinite(x):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
-    return x
-
-
-def _prompt(text: str) -> str:
-    check_text(text)
-    if not text.strip():
-        raise InputError("empty prompt: give some text")
-    return text
 
 
 def cmd_generate(args) -> int:
@@ -131,106 +77,6 @@ def cmd_analyze(args) -> int:
     return 0
 
 
-def _edits(args, cfg):
-    from minigpt2 import Edit
-
-    from .experiments import parse_head, parse_neuron
-
-    edits = [Edit.neuron(*parse_neuron(n, cfg), args.scale) for n in args.neuron]
-    for text in args.head:
-        l, h, src = parse_head(text, cfg)
-        edits.append(Edit.head(l, h, args.scale, source=src))
-    if not edits:
-        raise InputError("name something to ablate: --neuron L-N and/or --head L-H[:SOURCE]")
-    return edits
-
-
-def cmd_ablate(args) -> int:
-    from minigpt2 import load
-
-    from .experiments import ablation_table, log_softmax
-
-    text = _prompt(args.text)
-    model = load(args.model)
-    ids = model.encode(text, bos=not args.no_bos)
-    edits = _edits(args, model.cfg)
-    tokens = model.token_strings(ids)
-    t = ablation_table(model, ids, edits, tokens, top=args.top)
-    print("Edits: " + "; ".join(map(str, edits)))
-    print("Predicted tokens, before -> after:")
-    for r in t.rows:
-        mark = "" if r[2] == r[3] else "   (changed)"
-        print(f"  {_show(r[1])}|{_show(r[2])}| -> |{_show(r[3])}|{mark}")
-    before, after = model.logits(ids), model.logits(ids, edits=edits)
-    nxt = ids[1:]
-    ok0 = int((before[:-1].argmax(-1) == nxt).sum())
-    ok1 = int((after[:-1].argmax(-1) == nxt).sum())
-    drop = float((log_softmax(before)[np.arange(len(nxt)), nxt] - log_softmax(after)[np.arange(len(nxt)), nxt]).sum())
-    print(f"It predicts {ok0} out of {len(nxt)} tokens correctly before, {ok1} after; the actual next tokens' "
-          f"log-probability drops by {drop:.3f} in total.")
-    print("Biggest logit changes at each position:")
-    for r in t.rows:
-        print(f"  {r[0]:>3} {tokens[r[0]]!r}: {_show(r[7])}")
-    return 0
-
-
-def cmd_signature(args) -> int:
-    from minigpt2 import load
-
-    from .experiments import find_token, parse_head, signature
-
-    text = _prompt(args.text)
-    model = load(args.model)
-    ids = model.encode(text, bos=not args.no_bos)
-    l, h, src = parse_head(args.head, model.cfg)
-    if src is not None:
-        raise InputError("--head takes LAYER-HEAD here; the token is given by --token")
-    tokens = model.token_strings(ids)
-    pos = find_token(tokens, args.token)
-    cos = signature(model.run(ids), l, h, pos)                                  # [L, H]
-    L, H = cos.shape
-    print(f"Cosine between the message {tokens[pos]!r} (position {pos}) leaves at head {l}-{h} and the pattern "
-          f"{tokens[pos]!r} leaves at each later head: a high value means a later head finds this token by "
-          "what the message wrote (a context signature).")
-    print("layer " + "".join(f"{'H' + str(j):>7}" for j in range(H)))
-    for r in range(l + 1, L):
-        print(f"{r:>5} " + "".join(f"{cos[r, j]:>7.3f}" for j in range(H)))
-    if l + 1 >= L:
-        print("(no later layers)")
-    return 0
-
-
-def cmd_compare(args) -> int:
-    from minigpt2 import load
-
-    from .experiments import first_token_ids, variant
-
-    model = load(args.model)
-    texts = [_prompt(t) for t in args.texts]
-    if len(texts) == 1:
-        firsts = args.first or ["<|endoftext|>", "none"]
-        variants = []
-        for f in firsts:
-            check_text(f, "--first")
-            ids = first_token_ids(model, f) + model.encode(texts[0], bos=False).tolist()
-            variants.append(variant(model, "first " + ("nothing" if f == "none" else repr(f)), ids))
-    else:
-        if args.first:
-            raise InputError("--first compares one prompt under several first tokens; give one TEXT with it")
-        variants = [variant(model, repr(t), model.encode(t, bos=not args.no_bos)) for t in texts]
-    for v in variants:
-        print(f"== {v.label}: predicts {v.correct} out of {v.total} tokens correctly")
-        for t in range(len(v.ids)):
-            ok = " ✓" if t + 1 < len(v.ids) and v.predicted[t] == v.tokens[t + 1] else ""
-            print(f"  {_show(''.join(v.tokens[: t + 1]))}|{_show(v.predicted[t])}|{ok}")
-        print("  largest direct effects on the last prediction: "
-              + ", ".join(f"{lab} {e:+.3f}" for lab, e in v.stream))
-        print("  strongest BOS neurons (activation at position 0): "
-              + (", ".join(f"{lab} {a:.3f}" for lab, a in v.bos_neurons) or "none"))
-    print("Side by side: " + " | ".join(f"{v.label}: {v.correct}/{v.total}" for v in variants))
-    return 0
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse, but a bad option is one line like every other error (exit status 2, as for any usage error)."""
 
@@ -269,33 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add the total-effects tab: every head and the top 256 neurons ablated one at a time")
     a.set_defaults(func=cmd_analyze)
 
-    b = sub.add_parser("ablate", help="predictions before and after scaling neurons or heads (0: ablate)")
-    b.add_argument("text")
-    b.add_argument("--neuron", action="append", default=[], metavar="L-N", help="e.g. 2-666 (repeatable)")
-    b.add_argument("--head", action="append", default=[], metavar="L-H[:SRC]",
-                   help="e.g. 5-10, or 5-10:3 for only the message from position 3 (repeatable)")
-    b.add_argument("--scale", type=_finite, default=0.0, help="multiply by this instead of 0 (default: 0)")
-    b.add_argument("--top", type=_positive, default=5, help="logit changes shown per position (default: 5)")
-    b.add_argument("--model", default="gpt2", help="hub id or local directory (default: gpt2)")
-    b.add_argument("--no-bos", action="store_true", help="do not prepend <|endoftext|>")
-    b.set_defaults(func=cmd_ablate)
-
-    s_ = sub.add_parser("signature", help="a head's message for a token vs that token's patterns at later heads")
-    s_.add_argument("text")
-    s_.add_argument("--head", required=True, metavar="L-H", help="the head whose message is compared, e.g. 0-0")
-    s_.add_argument("--token", required=True, help="the token, e.g. home (leading space optional)")
-    s_.add_argument("--model", default="gpt2", help="hub id or local directory (default: gpt2)")
-    s_.add_argument("--no-bos", action="store_true", help="do not prepend <|endoftext|>")
-    s_.set_defaults(func=cmd_signature)
-
-    v = sub.add_parser("compare", help="one prompt under several first tokens, or several prompts, side by side")
-    v.add_argument("texts", nargs="+", metavar="TEXT")
-    v.add_argument("--first", action="append", default=[],
-                   help='what sits at position 0: "<|endoftext|>", any text (e.g. a newline), or none; repeatable '
-                        '(default: <|endoftext|> and none)')
-    v.add_argument("--model", default="gpt2", help="hub id or local directory (default: gpt2)")
-    v.add_argument("--no-bos", action="store_true", help="several prompts: do not prepend <|endoftext|>")
-    v.set_defaults(func=cmd_compare)
+    add_experiment_parsers(sub)
 
     g = sub.add_parser("generate", help="greedy text generation")
     g.add_argument("prompt")

@@ -12,6 +12,7 @@ from minigpt2.errors import InputError, check_text
 
 from . import context as cx
 from . import experiments as ex
+from . import stream as st
 from . import tables as tb
 from .knn import check_metric
 from .matches import DEFAULT_BIAS_THRESHOLD
@@ -131,10 +132,10 @@ def analyze(model, text=None, ids=None, k: int = 10, metric: str = "cosine",
     nm = cx.neuron_matches(ctx, neuron_meanings(model, vocab, k, metric, use_cache=use_cache, progress=progress))
     lap("neuron meanings")
     evolution, evolution10 = tb.evolution_tables(ctx)
-    stream, error = tb.stream_table(ctx, pm, mm, nm, position)
+    stream, error = st.stream_table(ctx, pm, mm, nm, position)
     out = [tb.patterns_table(ctx, pm), tb.messages_table(ctx, mm), tb.attended_table(ctx, pm, mm),
            tb.neurons_table(ctx, nm), tb.bos_neurons_table(ctx, nm), evolution, evolution10,
-           tb.predictions_table(ctx), stream, tb.streams_table(ctx), tb.attention_grid_table(ctx),
+           tb.predictions_table(ctx), stream, st.streams_table(ctx), tb.attention_grid_table(ctx),
            *ex.position_tables(model, trace, ctx.tokens)]
     if heads or neurons:
         out.insert(0, tb.selected_table(ctx, pm, mm, nm, list(heads), list(neurons)))

@@ -14,6 +14,16 @@ from minigpt2.weights import split_params
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
+def hub_online() -> bool:
+    """Whether huggingface.co answers (the opt-in hub tests run only then, or with MINIGPT2_HUB_TESTS=1)."""
+    import socket
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=3).close()
+        return True
+    except OSError:
+        return False
+
+
 def tiny_config(L=2, H=3, e=4, m=20, V=40, n_ctx=16) -> GPT2Config:
     return GPT2Config(n_layers=L, n_heads=H, d_model=H * e, d_mlp=m, d_vocab=V, n_ctx=n_ctx, bos_token_id=V - 1)
 

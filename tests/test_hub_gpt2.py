@@ -3,20 +3,13 @@
 Opt-in: skipped when the hub is unreachable; MINIGPT2_HUB_TESTS=1 forces them (and then they fail offline).
 """
 import os
-import socket
 
 import numpy as np
 import pytest
 
 import minigpt2
 
-
-def _online() -> bool:
-    try:
-        socket.create_connection(("huggingface.co", 443), timeout=3).close()
-        return True
-    except OSError:
-        return False
+from .conftest import hub_online as _online
 
 
 pytestmark = pytest.mark.skipif(os.environ.get("MINIGPT2_HUB_TESTS") != "1" and not _online(),

@@ -9,7 +9,7 @@ import pytest
 
 import minigpt2
 
-from .conftest import FIXTURES
+from .conftest import FIXTURES, hub_online as _online
 
 PROMPT = "The baseball player hit a home run"
 
@@ -38,14 +38,6 @@ def test_offline_hub_load_fails_with_one_clear_message(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.stdout.startswith("ERR could not download 'gpt2' from the Hugging Face hub"), out
     assert "local directory" in out.stdout and "make-checkpoint" in out.stdout
-
-
-def _online() -> bool:
-    try:
-        socket.create_connection(("huggingface.co", 443), timeout=3).close()
-        return True
-    except OSError:
-        return False
 
 
 def test_generate_is_greedy_argmax():
