@@ -1,6 +1,5 @@
 """The real GPT-2 tokenizer, hub loading (offline error; opt-in online check) and generation."""
 import os
-import socket
 import subprocess
 import sys
 
