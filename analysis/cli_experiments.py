@@ -42,12 +42,14 @@ def cmd_ablate(args) -> int:
     nxt = ids[1:]
     ok0 = int((before[:-1].argmax(-1) == nxt).sum())
     ok1 = int((after[:-1].argmax(-1) == nxt).sum())
-    drop = float((log_softmax(before)[np.arange(len(nxt)), nxt] - log_softmax(after)[np.arange(len(nxt)), nxt]).sum())
+    lp0 = float(log_softmax(before)[np.arange(len(nxt)), nxt].sum())
+    lp1 = float(log_softmax(after)[np.arange(len(nxt)), nxt].sum())
     print(f"It predicts {ok0} out of {len(nxt)} tokens correctly before, {ok1} after; the actual next tokens' "
-          f"log-probability drops by {drop:.3f} in total.")
+          f"total log-probability goes from {lp0:.3f} to {lp1:.3f} ({lp1 - lp0:+.3f}).")
     print("Biggest logit changes at each position:")
     for r in t.rows:
-        print(f"  {r[0]:>3} {tokens[r[0]]!r}: {_show(r[7])}")
+        if r[7] != "no change":
+            print(f"  {r[0]:>3} {tokens[r[0]]!r}: {_show(r[7])}")
     return 0
 
 

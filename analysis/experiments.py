@@ -61,7 +61,7 @@ def ablation_table(model, ids, edits, tokens: list[str], top: int = 5) -> Table:
         nxt = int(ids[t + 1]) if t + 1 < len(ids) else None
         delta = after[t] - before[t]                                            # [V]
         order = np.argsort(-np.abs(delta), kind="stable")[:top]
-        changes = ", ".join(f"{s([int(v)])[0]!r} {delta[v]:+.3f}" for v in order)
+        changes = ", ".join(f"{s([int(v)])[0]!r} {delta[v]:+.3f}" for v in order if delta[v] != 0) or "no change"
         p0, p1 = int(np.argmax(before[t])), int(np.argmax(after[t]))
         rows.append([t, "".join(tokens[: t + 1]), s([p0])[0], s([p1])[0],
                      None if nxt is None else s([nxt])[0],

@@ -39,6 +39,8 @@ class Report:
     timings: dict[str, float] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> Table:
+        if name not in self.tables:
+            raise KeyError(f"no table {name!r}; the tables are {', '.join(self.tables)}")
         return self.tables[name]
 
     def __repr__(self) -> str:

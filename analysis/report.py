@@ -96,6 +96,13 @@ root.querySelectorAll('[data-chooser]').forEach(function(s){s.closest('p').hidde
 })();</script>"""
 
 
+TITLE_CHARS = 120   # a long prompt's title is cut here (predictions.csv has every prefix)
+
+
+def _short(title: str) -> str:
+    return title if len(title) <= TITLE_CHARS else title[: TITLE_CHARS - 1] + "…"
+
+
 def report_html(title: str, subtitle: str, tables: list[Table], uid: str = "", script: bool = False) -> str:
     """The report as one scoped block: header, then a tab per table, the first one open. uid prefixes the tab
     ids, so several reports can share a page (a notebook); the standalone page uses none, so
@@ -106,14 +113,14 @@ def report_html(title: str, subtitle: str, tables: list[Table], uid: str = "", s
         checked = " checked" if i == 0 else ""
         parts.append(f'<input type="radio" name="{group}" id="{tid}"{checked}><label for="{tid}">{esc(t.title)}</label>'
                      f'<div class="panel">{table_html(t)}</div>')
-    return (f'<div class="mg2r"><style>{CSS}</style><header><h1>{esc(title)}</h1><p>{esc(subtitle)}</p>{LEGEND}'
+    return (f'<div class="mg2r"><style>{CSS}</style><header><h1>{esc(_short(title))}</h1><p>{esc(subtitle)}</p>{LEGEND}'
             f'</header>{TOOLS if script else ""}<div class="tabs">{"".join(parts)}</div>'
             f'{SCRIPT if script else ""}</div>')
 
 
 def page_html(title: str, subtitle: str, tables: list[Table]) -> str:
     """index.html: a self-contained page (no CDN, works offline)."""
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{esc(_short(title))}</title>'
             "<style>body{margin:0;background:#fafafa}</style></head>"
             f"<body>{report_html(title, subtitle, tables, script=True)}</body></html>\n")
 

@@ -80,14 +80,15 @@ def attended_table(ctx: Context, pm: Matches, mm: Matches) -> Table:
     base = ["layer", "head", "source", "token", "pattern", "message", "mean attention received", "max attention"]
     wide = T <= TOKEN_COLUMNS
     if not wide:
-        kept += f" The page shows the first rows without the {T} per-query columns (they are in attended.csv)."
+        kept += (f" The page shows the first {max(1, 1000 // T)} whole heads, without the {T} per-query columns "
+                 "(attended.csv has them).")
     return Table("attended", "Attended messages", base + ctx.token_columns(), rows,
                  "Each row is a context token at one head: its pattern (what finds it), its message (what it "
                  "passes on), and the attention the later tokens gave it, per query on the right: which "
                  "patterns were matched, which messages picked up. Heads are ordered by how little attention "
                  "they park on position 0, most interesting first." + kept,
                  heat=tuple(ctx.token_columns()) + ("mean attention received", "max attention"),
-                 html_limit=max(T, ATTENDED_HTML_CELLS // (T + 8) // T * T) if wide else 1000,
+                 html_limit=max(T, ATTENDED_HTML_CELLS // (T + 8) // T * T) if wide else max(T, 1000 // T * T),
                  html_columns=None if wide else tuple(base),
                  group_by=("layer", "head"), tips={"pattern": lambda r: pm.tip(ctx.vocab, *r[:3]),
                                                    "message": lambda r: mm.tip(ctx.vocab, *r[:3])})
@@ -107,7 +108,7 @@ def attention_grid_table(ctx: Context) -> Table:
             a = tr.attn[l, h, :W, :W].tolist()                            # [query][key]
             rows += [[l, h, cols[t]] + a[t][: t + 1] + [None] * (W - 1 - t) for t in range(W)]
     kept = "" if W == T else (f" This prompt is long: each head's first {W} tokens (Trace.attn has them all; "
-                              "the attended tab, every query).")
+                              "attended.csv, every query of its heads).")
     return Table("attention", "Attention", ["layer", "head", "query"] + cols, rows,
                  "Each head's attention: rows are queries, columns the keys they attend to (white 0, green 0.5, "
                  "red 1)." + kept, heat=tuple(cols), blocks=("layer", "head"))
@@ -167,12 +168,13 @@ def bos_neurons_table(ctx: Context, nm: NeuronMatches, limit: int = 40) -> Table
     chosen = sorted(chosen.tolist(), key=lambda ln: -first[ln[0], ln[1]])[:limit]
     rows = [[l, n, float(first[l, n]), float(rest[l, n]), nm.outputs.cell(l, n), nm.inputs.cell(l, n)]
             + [float(a) for a in acts[l, :, n]] for l, n in chosen]
+    none = "" if rows else " None of this prompt's neurons qualifies."
     return Table("bos_neurons", "BOS neurons",
                  ["layer", "neuron", "activation at 0", "max |activation| elsewhere", "output words",
                   "input words"] + ctx.token_columns(), rows,
                  f"Neurons whose activation at position 0 ({ctx.tokens[0]!r}) is positive and at least 4x their "
                  "largest activation anywhere else, strongest first. Position 0 sees no context, so these "
-                 "contributions are the same for every prompt that starts with this token.",
+                 "contributions are the same for every prompt that starts with this token." + none,
                  heat=tuple(ctx.token_columns()), zeros_as_dashes=True,
                  html_columns=None if T <= TOKEN_COLUMNS else ("layer", "neuron", "activation at 0",
                                                               "max |activation| elsewhere", "output words",

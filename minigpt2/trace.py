@@ -66,6 +66,10 @@ class Trace:
         return np.sqrt(np.maximum(np.einsum("lhte,lhef,lhtf->lht", self.values, G, self.values), 0)).astype(
             np.float32)
 
+    def __repr__(self) -> str:
+        L, H, T = self.attn.shape[:3]
+        return f"<Trace: {T} tokens, {L} layers x {H} heads, edits {list(map(str, self.edits)) or 'none'}>"
+
     @property
     def n_tokens(self) -> int:
         return int(self.ids.shape[0])
@@ -173,6 +177,9 @@ class Contributions:
     def __len__(self) -> int:
         return int(self.kind.shape[0])
 
+    def __repr__(self) -> str:
+        return f"<Contributions to resid_pre[{self.layer}, {self.pos}]: {len(self)} rows, max error {self.error:.1e}>"
+
     @property
     def labels(self) -> list[str]:
         return Decomposition.labels.fget(self)
@@ -196,6 +203,10 @@ class Decomposition:
 
     def __len__(self) -> int:
         return int(self.kind.shape[0])
+
+    def __repr__(self) -> str:
+        return (f"<Decomposition of resid_pre[{self.layer}, {self.pos}]: {len(self)} rows, "
+                f"max error {self.max_abs_error():.1e}>")
 
     @property
     def labels(self) -> list[str]:

@@ -636,3 +636,9 @@ def test_streams_every_position_against_the_decomposition(model, report):
         best_h = np.flatnonzero(hmask)[np.argsort(-np.abs(he[hmask]), kind="stable")[:5]]
         assert [r["component"] for r in rows if r["by"] == "head"][:5] == \
             [heads.labels[i].removesuffix(" messages") for i in best_h]
+
+
+def test_reprs_of_the_core_objects_are_one_line(model):
+    tr = model.run(model.encode(PROMPT))
+    for obj in (tr, tr.decompose(2, 7), tr.contributions(2, 7, [5])):
+        assert len(repr(obj)) < 200 and "\n" not in repr(obj)
