@@ -109,4 +109,5 @@ def logit_lens_top(ctx: Context, k: int) -> np.ndarray:
     tr, p = ctx.trace, ctx.model.params
     L1, T, D = tr.resid_pre.shape
     x = layer_norm(tr.resid_pre.reshape(L1 * T, D), p.lnf_w, p.lnf_b, ctx.model.cfg.layer_norm_eps)
-    return VocabIndex(p.W_E, "dot").search(x, k)[0].reshape(L1, T, k)
+    index = VocabIndex(p.W_E, "dot", chunk_bytes=64 << 20)        # 64 MiB of scores at a time: the trace is live
+    return index.search(x, k)[0].reshape(L1, T, k)

@@ -63,8 +63,10 @@ class _Index:
 class VocabIndex(_Index):
     """Keys [V, D] prepared once (normalised for cosine), searched many times."""
 
-    def __init__(self, keys: np.ndarray, metric: str = "cosine", ids: np.ndarray | None = None):
+    def __init__(self, keys: np.ndarray, metric: str = "cosine", ids: np.ndarray | None = None,
+                 chunk_bytes: int = CHUNK_BYTES):
         self.metric = check_metric(metric)
+        self.chunk_bytes = chunk_bytes                                   # scores per chunk (memory bound)
         keys = np.asarray(keys, dtype=np.float32)
         if keys.ndim != 2 or keys.shape[0] == 0:
             raise ValueError(f"keys must be a non-empty [V, D] matrix, got shape {keys.shape}")
@@ -78,6 +80,11 @@ class VocabIndex(_Index):
 
     def _scores_args(self, q):
         return self.keys, q, None, None
+
+    def search(self, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        (i, sc), _ = _search(self.keys, _prep_queries(queries, self.dim, self.metric), None, None, k,
+                             bottom=False, chunk_bytes=self.chunk_bytes)
+        return self._map(i), sc
 
 
 def _sq_dot(base: np.ndarray, base_sq: np.ndarray | None, w: np.ndarray) -> np.ndarray:
@@ -214,7 +221,7 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def _search(keys, q, row_offset, col_scale, k, bottom: bool):
+def _search(keys, q, row_offset, col_scale, k, bottom: bool, chunk_bytes: int = CHUNK_BYTES):
     """Top k of S = (q @ keys^T + row_offset[:, None]) * col_scale[None, :], chunk by chunk.
 
     Returns ((top_idx, top_scores), (bottom_idx, bottom_scores) or None), each [n, k].
@@ -224,7 +231,7 @@ def _search(keys, q, row_offset, col_scale, k, bottom: bool):
         raise InputError(f"k must be in 1..{V}, got {k}")
     top = (np.empty((n, k), np.int64), np.empty((n, k), np.float32))
     low = (np.empty((n, k), np.int64), np.empty((n, k), np.float32)) if bottom else None
-    rows = max(1, min(n, CHUNK_BYTES // (4 * V)))
+    rows = max(1, min(n, chunk_bytes // (4 * V)))
     buf = np.empty((rows, V), np.float32)
     for a in range(0, n, rows):
         b = min(n, a + rows)

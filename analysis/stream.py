@@ -151,13 +151,16 @@ def streams_table(ctx: Context) -> Table:
         n_sum = np.empty((L, T), np.float32)                                # each layer's neurons, summed
         for l in range(L):
             VW = p.W_O[l] @ w.T                                             # [H, e, T]: W_O w_t, rank space
-            M = np.matmul(tr.values[l], VW)                                 # [H, S, T]: m_s . w_t
-            heads[l] = np.einsum("hts,hst->ht", tr.attn[l], M)
+            for h in range(H):                                              # a head at a time: [S, T], not [H, S, T]
+                M = tr.values[l, h] @ VW[h]                                 # [S, T]: m_s . w_t
+                heads[l, h] = np.einsum("ts,st->t", tr.attn[l, h], M)
             nl = tr.mlp_acts[l] * (w @ p.W_out[l].T)                        # [T, m]: this layer's neurons
             n_sum[l] = nl.sum(axis=1)
             if name == "pred":                                              # keep only the running top
-                top_v, top_i = _top_by_size(np.concatenate([top_v, nl], 1), np.concatenate(
-                    [top_i, np.broadcast_to(l * m + np.arange(m), (T, m))], 1), STREAM_TOP)
+                k = min(STREAM_TOP, m)
+                own = np.argpartition(-np.abs(nl), k - 1, axis=1)[:, :k]    # this layer's top k, [T, k]
+                top_v, top_i = _top_by_size(np.concatenate([top_v, np.take_along_axis(nl, own, 1)], 1),
+                                            np.concatenate([top_i, own + l * m], 1), STREAM_TOP)
         eff[name] = {"embedding": np.einsum("td,td->t", p.W_E[tr.ids] + p.W_pos[:T], w),
                      "b_O": p.b_O @ w.T, "b_out": p.b_out @ w.T, "heads": heads, "neurons": n_sum}
     tl, tn = np.divmod(top_i, m)                                            # [T, k] layer, neuron

@@ -129,7 +129,8 @@ def neurons_table(ctx: Context, nm: NeuronMatches) -> Table:
     cin, cout = nm.inputs.cells.tolist(), nm.outputs.cells.tolist()       # [L][m]
     wide = T <= TOKEN_COLUMNS
     up = hi >= -lo                                                        # the largest |activation| is positive
-    peak = np.where(up, acts.argmax(axis=1), acts.argmin(axis=1)).tolist()   # [L, m] its token
+    arg = lambda f: np.stack([f(a, axis=0) for a in acts])  # noqa: E731  per layer: no [L, m, T] copy
+    peak = np.where(up, arg(np.argmax), arg(np.argmin)).tolist()          # [L, m] its token
     peak_act = np.where(up, hi, lo).tolist()
     acts_ln = acts.transpose(0, 2, 1).tolist() if wide else None          # [L][m][T]
     eff = effect.tolist()
@@ -163,7 +164,8 @@ def bos_neurons_table(ctx: Context, nm: NeuronMatches, limit: int = 40) -> Table
     acts = ctx.trace.mlp_acts                                             # [L, T, m]
     L, T, m = acts.shape
     first = acts[:, 0, :]                                                 # [L, m]
-    rest = np.abs(acts[:, 1:, :]).max(axis=1) if T > 1 else np.zeros_like(first)
+    rest = (np.maximum(acts[:, 1:].max(axis=1), -acts[:, 1:].min(axis=1)) if T > 1     # max |act| after 0,
+            else np.zeros_like(first))                                                  # no [L, T, m] temporary
     chosen = np.argwhere((first > 0) & (rest <= BOS_RATIO * first))
     chosen = sorted(chosen.tolist(), key=lambda ln: -first[ln[0], ln[1]])[:limit]
     rows = [[l, n, float(first[l, n]), float(rest[l, n]), nm.outputs.cell(l, n), nm.inputs.cell(l, n)]
