@@ -225,7 +225,7 @@ def variant(model, label: str, ids, top: int = 5) -> Variant:
     from .tables import BOS_RATIO
 
     trace = model.run(ids)
-    pred = np.argmax(trace.logits, axis=-1)
+    pred = trace.predicted
     T = trace.n_tokens
     d = trace.decompose(trace.n_layers, T - 1)
     p, cfg = model.params, model.cfg

@@ -138,7 +138,7 @@ def streams_table(ctx: Context) -> Table:
     tr, p, cfg = ctx.trace, ctx.model.params, ctx.model.cfg
     L, H, T = tr.attn.shape[:3]
     m = cfg.d_mlp
-    pred = np.argmax(tr.logits, axis=-1)
+    pred = tr.predicted
     nxt = np.append(tr.ids[1:], pred[-1])                                   # the last position has no next
     scale = inv_std(tr.resid_pre[L], cfg.layer_norm_eps)[:, 0]              # [T]
     eff, ws = {}, {}

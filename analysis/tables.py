@@ -208,8 +208,8 @@ def evolution_tables(ctx: Context) -> tuple[Table, Table]:
 
 
 def predictions_table(ctx: Context) -> Table:
-    ids, logits = ctx.trace.ids, ctx.trace.logits
-    pred = np.argmax(logits, axis=-1)
+    ids = ctx.trace.ids
+    pred = ctx.trace.predicted
     s = ctx.vocab.strings
     rows = []
     for t in range(len(ids)):
@@ -232,7 +232,7 @@ def predictions_table(ctx: Context) -> Table:
 def prediction_score(trace) -> tuple[int, int]:
     """(correct, total) greedy next-token predictions over the prompt: the essay's "3 out of 7"."""
     ids = trace.ids
-    return int((np.argmax(trace.logits[:-1], axis=-1) == ids[1:]).sum()), len(ids) - 1
+    return int((trace.predicted[:-1] == ids[1:]).sum()), len(ids) - 1
 
 
 def selected_table(ctx: Context, pm: Matches, mm: Matches, nm: NeuronMatches,

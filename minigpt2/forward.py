@@ -194,6 +194,5 @@ def _run(p: Params, cfg: GPT2Config, ids: np.ndarray, edits: tuple) -> Trace:
     resid_pre[L] = x = _patched(x, edits, L)
     return Trace(params=p, ids=ids, edits=edits, resid_pre=resid_pre, resid_mid=resid_mid, ln1=ln1, attn=attn,
                  keys=keys, values=values, pattern_bias=pattern_bias, attn_out=attn_out, ln2=ln2,
-                 mlp_acts=mlp_acts, mlp_out=mlp_out,
-                 logits=check_finite(np.ascontiguousarray(unembed(x, p, eps)), resid_pre),   # C order: row reads
+                 mlp_acts=mlp_acts, mlp_out=mlp_out, logits=check_finite(unembed(x, p, eps), resid_pre),
                  layer_norm_eps=eps)

@@ -53,6 +53,13 @@ class Trace:
         """[L, T, m] neuron pre-activations, LN2(resid_mid) @ W_in + b_in (before any Edit.neuron)."""
         return np.matmul(self.ln2, self.params.W_in) + self.params.b_in[:, None, :]
 
+    @cached_property
+    def predicted(self) -> np.ndarray:
+        """[T] the greedy prediction at each position, argmax of logits. (logits is the transposed view of a
+        [V, T] product, the fast layout for BLAS; a plain argmax over its last axis would copy all of it, so
+        this reads it 64 rows at a time.)"""
+        return np.concatenate([np.argmax(self.logits[a:a + 64], axis=-1) for a in range(0, self.n_tokens, 64)])
+
     def pattern_norms(self) -> np.ndarray:
         """[L, H, T] |p_k| from the keys alone: |k W_Q^T|^2 = k (W_Q^T W_Q) k^T, an e x e Gram per head."""
         e = self.keys.shape[-1]

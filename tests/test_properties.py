@@ -154,3 +154,4 @@ def test_lean_trace_expands_exactly_what_the_forward_pass_used(case):
     u = tr.mlp_pre.astype(np.float64)
     close(0.5 * u * (1 + np.tanh(np.sqrt(2 / np.pi) * (u + 0.044715 * u ** 3))), tr.mlp_acts)
     close(np.einsum("lhte,lhed->lhtd", tr.values.astype(np.float64), p.W_O), tr.messages)
+    np.testing.assert_array_equal(tr.predicted, np.argmax(np.array(tr.logits), axis=-1))
