@@ -90,6 +90,10 @@ def _bias_rows(tr, d, rows: np.ndarray, pos: int) -> np.ndarray:
     return np.stack([pick[str(d.kind[i])](int(d.layer_of[i])) for i in rows])
 
 
+KIND_NAMES = {"tok_embed": "token embedding", "pos_embed": "position embedding", "message": "messages",
+              "neuron": "neurons"}   # as Decomposition.by("kind").labels and the every-position view say
+
+
 def _rollup(d, effect: np.ndarray, effect_next: np.ndarray | None) -> Table:
     """Direct effects summed by kind, by layer and block, and by head (the 20 largest)."""
     block = np.where(np.isin(d.kind, ("message", "b_O")), "attention",
@@ -98,7 +102,8 @@ def _rollup(d, effect: np.ndarray, effect_next: np.ndarray | None) -> Table:
     rows = []
     for k in dict.fromkeys(d.kind.tolist()):
         sel = d.kind == k
-        rows.append(["kind", k, float(effect[sel].sum()), float(nxt[sel].sum()) if effect_next is not None else None])
+        rows.append(["kind", KIND_NAMES.get(k, k), float(effect[sel].sum()),
+                     float(nxt[sel].sum()) if effect_next is not None else None])
     for l in sorted(set(d.layer_of.tolist()) - {-1}):
         for b in ("attention", "MLP"):
             sel = (d.layer_of == l) & (block == b)
