@@ -47,6 +47,10 @@ def check_out(out: str | Path, force: bool = False) -> Path:
         raise OutputError(f"{path} is a symbolic link to nothing (or a loop); choose another --out")
     if path.exists() and not path.is_dir():
         raise OutputError(f"{path} exists and is not a folder; choose another --out")
+    if path.is_dir() and read_manifest(path) is None and (path / MANIFEST).exists():
+        # even with --force: a report would overwrite (and, on failure, remove) a file it did not write
+        raise OutputError(f"{path / MANIFEST} is not a minigpt2 report's manifest, and a report would replace "
+                          "it; move it away or choose another --out")
     if path.is_dir() and not force and read_manifest(path) is None:
         others = [n for n in os.listdir(path) if not TMP_RE.match(n)]
         if others:
@@ -93,7 +97,8 @@ def write_folder(out: str | Path, files: dict[str, Callable[[Path], None]], forc
     created = [p for p in (fa, *fa.parents) if not p.exists()]
     folder.mkdir(parents=True, exist_ok=True)
     sweep_stale(folder)
-    earlier = read_manifest(folder) or []
+    had = read_manifest(folder)                     # None: no manifest at all (check_out refused a foreign one)
+    earlier = had or []
 
     def finish():                                   # inside the protected block, after the renames
         for name in set(earlier) - set(files):      # an earlier report's files this one does not have
@@ -106,9 +111,9 @@ def write_folder(out: str | Path, files: dict[str, Callable[[Path], None]], forc
         _write_manifest(folder, sorted(set(earlier) | set(files)))   # lists every file of ours meanwhile
         write_files(folder, files, after=finish)
     except BaseException:
-        if earlier:
+        if had is not None:
             _write_manifest(folder, earlier)
-        else:
+        else:                                       # the manifest is the one this call wrote
             (folder / MANIFEST).unlink(missing_ok=True)
         for made in created:           # folders this call created, innermost first, if still empty
             try:

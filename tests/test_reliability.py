@@ -186,7 +186,7 @@ def test_an_earlier_reports_file_it_no_longer_writes_is_removed_and_only_that(tm
     (out / MANIFEST).write_text(json.dumps(m))
     (tmp_path / "escape.csv").write_text("outside")
     code, _, err = run_cli(["analyze", "a b", "--model", str(model_dir), "--out", str(out), "-k", "3"], capsys)
-    assert code == 1 and "holds no minigpt2 report" in err        # invalid manifest: treated as foreign
+    assert code == 1 and "is not a minigpt2 report's manifest" in err   # an invalid manifest is not ours
     m["files"].remove("../escape.csv")
     (out / MANIFEST).write_text(json.dumps(m))
     assert run_cli(["analyze", "a b", "--model", str(model_dir), "--out", str(out), "-k", "3"], capsys)[0] == 0
@@ -406,15 +406,65 @@ def test_damaged_head_cache_never_changes_the_tables(tmp_path, capsys, monkeypat
 def test_stale_temporary_files_are_swept_and_live_or_foreign_ones_kept(tmp_path, model_dir, capsys):
     from minigpt2.atomic import TMP_MARK
     out = tmp_path / "rep"
-    out.mkdir()
+    assert run_cli(["analyze", "hi", "--model", str(model_dir), "--out", str(out), "-k", "3"], capsys)[0] == 0
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True).stdout.strip()                         # a PID that has exited
     stale = out / f".index.html{TMP_MARK}{dead}-0123abcd"
     live = out / f".index.html{TMP_MARK}{os.getppid()}-0123abcd"
     stale.write_text("left by a killed run")
     live.write_text("another run, still going")
+    mine = tmp_path / "mine.txt"
+    mine.write_text("a user's file")
+    foreign = {out / ".index.html.bak": "a user's backup", out / f".notes{TMP_MARK}{dead}-xyz": "not our pattern",
+               out / f".notes{TMP_MARK}{dead}-0123abcd.txt": "not our pattern either"}
+    for f, text in foreign.items():
+        f.write_text(text)
+    link = out / f".stream.csv{TMP_MARK}{dead}-89abcdef"                    # our pattern, but a symlink
+    link.symlink_to(mine)
+    folder = out / f".x{TMP_MARK}{dead}-01234567"                           # our pattern, but a folder
+    folder.mkdir()
     assert run_cli(["analyze", "hi", "--model", str(model_dir), "--out", str(out), "-k", "3"], capsys)[0] == 0
     assert not stale.exists() and live.exists()
+    assert all(f.read_text() == text for f, text in foreign.items())
+    assert link.is_symlink() and mine.read_text() == "a user's file" and folder.is_dir()
+
+
+def test_a_foreign_file_named_like_the_manifest_is_never_replaced(tmp_path, model_dir, capsys):
+    out = tmp_path / "notes"
+    out.mkdir()
+    (out / MANIFEST).write_text("my own json, not a report's")
+    before = snapshot(out)
+    code, _, err = run_cli(["analyze", "hi", "--model", str(model_dir), "--out", str(out), "--force"], capsys)
+    assert code == 1 and "is not a minigpt2 report's manifest" in err and snapshot(out) == before
+
+
+def test_report_files_that_are_symlinks_are_replaced_not_followed(tmp_path, model_dir, capsys):
+    out = tmp_path / "rep"
+    assert run_cli(["analyze", "hi", "--model", str(model_dir), "--out", str(out), "-k", "3"], capsys)[0] == 0
+    outside = tmp_path / "precious.html"
+    outside.write_text("not the report's")
+    (out / "index.html").unlink()
+    (out / "index.html").symlink_to(outside)
+    assert run_cli(["analyze", "hi there", "--model", str(model_dir), "--out", str(out), "-k", "3"], capsys)[0] == 0
+    assert outside.read_text() == "not the report's"
+    assert not (out / "index.html").is_symlink() and "<!DOCTYPE html>" in (out / "index.html").read_text()
+
+
+def test_a_failed_write_keeps_an_earlier_empty_manifest(tmp_path, model_dir, capsys, monkeypatch):
+    import minigpt2.atomic as atomic
+    out = tmp_path / "rep"
+    out.mkdir()
+    (out / MANIFEST).write_text(json.dumps({"tool": "minigpt2", "files": []}))
+    before = snapshot(out)
+
+    def full(*a, **k):
+        raise OSError(28, "No space left on device (injected)")
+
+    monkeypatch.setattr(atomic, "write_files", full)
+    monkeypatch.setattr("analysis.writer.write_files", full)
+    assert run_cli(["analyze", "hi", "--model", str(model_dir), "--out", str(out), "-k", "3"], capsys)[0] == 1
+    assert sorted(p.name for p in out.iterdir()) == [MANIFEST]           # still a report folder
+    assert json.loads((out / MANIFEST).read_text()) == json.loads(before[MANIFEST])
 
 
 # -- interrupted runs -------------------------------------------------------------------------------
