@@ -42,10 +42,12 @@ class _Index:
     metric: str
     ids: np.ndarray | None
     dim: int
+    chunk_bytes: int = CHUNK_BYTES    # scores computed at a time: bounds the memory of any search
 
     def search(self, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """(indices [n, k], scores [n, k]), scores descending. Indices are vocabulary ids when ids was given."""
-        top, _ = _search(*self._scores_args(_prep_queries(queries, self.dim, self.metric)), k, bottom=False)
+        top, _ = _search(*self._scores_args(_prep_queries(queries, self.dim, self.metric)), k, bottom=False,
+                         chunk_bytes=self.chunk_bytes)
         return self._map(top[0]), top[1]
 
     def search_both(self, queries: np.ndarray, k: int = 10):
@@ -53,7 +55,8 @@ class _Index:
 
         Bottom scores ascend (most negative first): the top k of the negated query.
         """
-        top, bottom = _search(*self._scores_args(_prep_queries(queries, self.dim, self.metric)), k, bottom=True)
+        top, bottom = _search(*self._scores_args(_prep_queries(queries, self.dim, self.metric)), k, bottom=True,
+                              chunk_bytes=self.chunk_bytes)
         return self._map(top[0]), top[1], self._map(bottom[0]), bottom[1]
 
     def _map(self, idx: np.ndarray) -> np.ndarray:
@@ -66,7 +69,7 @@ class VocabIndex(_Index):
     def __init__(self, keys: np.ndarray, metric: str = "cosine", ids: np.ndarray | None = None,
                  chunk_bytes: int = CHUNK_BYTES):
         self.metric = check_metric(metric)
-        self.chunk_bytes = chunk_bytes                                   # scores per chunk (memory bound)
+        self.chunk_bytes = chunk_bytes
         keys = np.asarray(keys, dtype=np.float32)
         if keys.ndim != 2 or keys.shape[0] == 0:
             raise ValueError(f"keys must be a non-empty [V, D] matrix, got shape {keys.shape}")
@@ -80,11 +83,6 @@ class VocabIndex(_Index):
 
     def _scores_args(self, q):
         return self.keys, q, None, None
-
-    def search(self, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        (i, sc), _ = _search(self.keys, _prep_queries(queries, self.dim, self.metric), None, None, k,
-                             bottom=False, chunk_bytes=self.chunk_bytes)
-        return self._map(i), sc
 
 
 def _sq_dot(base: np.ndarray, base_sq: np.ndarray | None, w: np.ndarray) -> np.ndarray:

@@ -23,7 +23,7 @@ class Table:
     rows: list[list]
     note: str = ""                      # one or two sentences: what the table shows and how to read it
     heat: tuple[str, ...] = ()          # columns shown as a heat map (0 white, 0.5 green, >=1 red)
-    html_limit: int | None = None       # the HTML shows the first rows only, and counts the rest
+    html_limit: int | None = None       # the HTML shows the first rows only (a pivot: its first column keys)
     pivot: tuple | None = None          # HTML layout: (row key columns, column key, value column)
     zeros_as_dashes: bool = False       # exact 0.0 displays as "--" (as in the essay)
     blocks: tuple[str, ...] = ()        # HTML layout: one small heat map per value of these key columns

@@ -189,7 +189,7 @@ class Contributions:
 
     @property
     def labels(self) -> list[str]:
-        return Decomposition.labels.fget(self)
+        return row_labels(self)
 
 
 @dataclass(frozen=True)
@@ -217,18 +217,7 @@ class Decomposition:
 
     @property
     def labels(self) -> list[str]:
-        out = []
-        for k, l, h, s, n in zip(self.kind.tolist(), self.layer_of.tolist(), self.head.tolist(),
-                                 self.source.tolist(), self.neuron.tolist()):
-            out.append({"tok_embed": "token embedding", "pos_embed": "position embedding",
-                        "patch": f"resid_pre[{l}] patched",
-                        "message": f"L{l} H{h} message from {s}" if s >= 0 else
-                                   (f"L{l} H{h} messages" if h >= 0 else f"L{l} messages"),
-                        "b_O": f"L{l} b_O", "neuron": f"L{l} N{n}" if n >= 0 else f"L{l} neurons",
-                        "b_out": f"L{l} b_out", "embedding": "embeddings", "attention": f"L{l} attention",
-                        "mlp": f"L{l} MLP"}[k] if l >= 0 or k in ("tok_embed", "pos_embed", "embedding") else
-                       {"message": "messages", "neuron": "neurons", "b_O": "b_O", "b_out": "b_out"}.get(k, k))
-        return out
+        return row_labels(self)
 
     def __getitem__(self, idx) -> "Decomposition":
         """Rows by position, slice, boolean mask or index array; always a Decomposition (d[3] has one row)."""
@@ -300,3 +289,19 @@ class Decomposition:
     def max_abs_error(self) -> float:
         """max |sum of rows - resid_pre[layer, pos]|: the proof that the decomposition is complete."""
         return float(np.abs(self.total() - self.target).max())
+
+
+def row_labels(rows) -> list[str]:
+    """A readable name per row ("L5 H10 message from 3", "L2 N666", ...) of a Decomposition or Contributions."""
+    out = []
+    for k, l, h, s, n in zip(rows.kind.tolist(), rows.layer_of.tolist(), rows.head.tolist(),
+                             rows.source.tolist(), rows.neuron.tolist()):
+        out.append({"tok_embed": "token embedding", "pos_embed": "position embedding",
+                    "patch": f"resid_pre[{l}] patched",
+                    "message": f"L{l} H{h} message from {s}" if s >= 0 else
+                               (f"L{l} H{h} messages" if h >= 0 else f"L{l} messages"),
+                    "b_O": f"L{l} b_O", "neuron": f"L{l} N{n}" if n >= 0 else f"L{l} neurons",
+                    "b_out": f"L{l} b_out", "embedding": "embeddings", "attention": f"L{l} attention",
+                    "mlp": f"L{l} MLP"}[k] if l >= 0 or k in ("tok_embed", "pos_embed", "embedding") else
+                   {"message": "messages", "neuron": "neurons", "b_O": "b_O", "b_out": "b_out"}.get(k, k))
+    return out

@@ -61,8 +61,8 @@ def test_ablated_neuron_row_is_zero_and_patch_is_its_own_row(model):
     np.testing.assert_array_equal(d.vectors[0], REF["patch_vector"])
     assert not any(label.startswith(("L0 ", "L1 ")) for label in labels)        # stood for by the patch
     d = tr.decompose(2, 7)
-    i = labels_index = d.labels.index("L1 N5")
-    assert labels_index and (d.vectors[i] == 0).all() and d.weight[i] == 0
+    i = d.labels.index("L1 N5")
+    assert (d.vectors[i] == 0).all() and d.weight[i] == 0 and np.abs(d.vectors[i - 1]).max() > 0
 
 
 def test_bad_edits_are_clear_errors(model):
