@@ -91,7 +91,8 @@ def total_effects_table(model, trace, tokens: list[str], n_neurons: int = 256, p
     nxt, t_ = ids[1:], np.arange(T - 1)
     clean_lp = log_softmax(trace.logits)[t_, nxt]                                # [T-1]
     clean_logit = trace.logits[t_, nxt].astype(np.float64)
-    effect = np.abs(trace.mlp_acts).max(axis=1) * np.linalg.norm(p.W_out, axis=2)  # [L, m]
+    acts = trace.mlp_acts                                                        # [L, T, m]
+    effect = np.maximum(acts.max(axis=1), -acts.min(axis=1)) * np.linalg.norm(p.W_out, axis=2)  # [L, m]
     top = np.argsort(-effect.reshape(-1), kind="stable")[: min(n_neurons, L * m)]
     jobs = [("head", l, h) for l in range(L) for h in range(H)]
     jobs += [("neuron", int(f // m), int(f % m)) for f in top]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from minigpt2.edits import ResidEdit
 from minigpt2.layers import inv_std
 
 from .context import Context, NeuronMatches
@@ -84,7 +85,7 @@ def stream_table(ctx: Context, pm: Matches, mm: Matches, nm: NeuronMatches, pos:
 def _bias_rows(tr, d, rows: np.ndarray, pos: int) -> np.ndarray:
     """The vectors of the few rows that are neither messages nor neurons: embeddings, biases, a patch."""
     p = tr.params
-    patch = {e.layer: e.vector for e in tr.edits if getattr(e, "vector", None) is not None and e.pos == pos}
+    patch = {e.layer: e.vector for e in tr.edits if isinstance(e, ResidEdit) and e.pos == pos}
     pick = {"tok_embed": lambda l: p.W_E[tr.ids[pos]], "pos_embed": lambda l: p.W_pos[pos],
             "b_O": lambda l: p.b_O[l], "b_out": lambda l: p.b_out[l], "patch": lambda l: patch[l]}
     return np.stack([pick[str(d.kind[i])](int(d.layer_of[i])) for i in rows])
