@@ -52,9 +52,6 @@ class Matches:
             return f"(high bias: mean bias z {z:+.2f}) hidden words: {words}"
         return f"{words} (mean bias z {z:+.2f})"
 
-    def words(self, vocab: Vocab, *index: int) -> list[str]:
-        return [vocab.strings[j] for j in self.ids[index].tolist()]
-
 
 _SHOW = {ord("\n"): "⏎", ord("\r"): "␍", ord("\t"): "⇥"}
 
@@ -64,13 +61,3 @@ def show_token(s: str) -> str:
     "home" the word piece without a space)."""
     stripped = s.lstrip(" ")
     return ("·" * (len(s) - len(stripped)) + stripped).translate(_SHOW)
-
-
-def join_words(words: list[str]) -> str:
-    """Words as a page shows them: each with its boundaries visible, separated by ", "."""
-    return ", ".join(show_token(w) for w in words)
-
-
-def raw_words(words: list[str]) -> str:
-    """Words exactly as decoded, joined by "," (the CSVs' `matches` column)."""
-    return ",".join(words)
