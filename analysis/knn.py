@@ -1,14 +1,16 @@
-"""Exact top-k search: blocked matmul, then a two-stage partial selection.
+"""Exact top-k search: blocked matmul, then a selection that touches each score once.
 
-For a chunk of queries the scores S [n, V] come from one BLAS matmul. Selecting the top k
-of each row of S is what a naive argpartition spends most of its time on, so we select in two
-stages: the maximum of each of V/G groups of G columns (one fast pass over S), then the top
-k+1 groups by that maximum, then the exact top k among those groups' members only. Group g holds
-the strided columns g, g + V/G, g + 2V/G, ...: its maximum is then an elementwise maximum of G
-contiguous slices, which numpy vectorises (a max over G adjacent columns is 16x slower). Every top-k
-element lies in a group whose maximum is at least the k-th score, and at most k groups can have
-such a maximum, so the result is exact. A tie at the boundary (k+1 groups reaching the k-th score)
-is detected and that row is redone with a full stable sort. Ties always resolve to the lower index.
+For a chunk of queries the scores S [n, V] come from one BLAS matmul. A per-row argpartition of S
+is what a naive search spends most of its time on, so we select without one:
+1. the maximum of each of V/G groups of G columns (one fast pass over S). Group g holds the strided
+   columns g, g + V/G, g + 2V/G, ...: its maximum is an elementwise maximum of G contiguous slices,
+   which numpy vectorises (a max over G adjacent columns is 16x slower);
+2. a floor under each row's k-th largest score: the k-th largest maximum of disjoint blocks of groups
+   (k distinct scores reach it), found by a partition over ~16k numbers, not V;
+3. every score at or above the floor, read only from the groups whose maximum reaches it (about k
+   scores a row), sorted by (value desc, column asc).
+Every top-k score is at or above the floor, so the result is exact, ties included (to the lower index).
+A row holding NaN is redone with a full stable sort.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import numpy as np
 
 from minigpt2.errors import InputError
 
-GROUP = 24   # measured best of 16-64 on 41,574- and 50,257-word rows (10% over 16)
+GROUP = 24   # group size: measured best of 16-64 on 41,574- and 50,257-word rows
 CHUNK_BYTES = 256 << 20  # scores per chunk: 256 MiB (~1300 rows of GPT-2's vocabulary), so peak memory
                          # stays bounded for any n; smaller chunks slow BLAS down (280 vs 340 GFLOP/s)
 POOL = ThreadPoolExecutor(2)  # selection runs on two threads (numpy releases the GIL in these kernels)
@@ -274,17 +276,40 @@ def select_topk(S: np.ndarray, k: int, group: int = GROUP) -> tuple[np.ndarray, 
         return _sorted_topk(S, np.broadcast_to(np.arange(V), S.shape), k)
     main = n_groups * group
     gmax = _group_max(S, group, n_groups)                              # [r, V/G]; group g = columns g + i V/G
-    top_groups = np.argpartition(gmax, n_groups - (k + 1), axis=1)[:, n_groups - (k + 1):]  # [r, k+1]
-    cols = (top_groups[:, :, None] + np.arange(group) * n_groups).reshape(r, -1)           # [r, (k+1) G]
+    floor = _kth_floor(gmax, k)                                        # [r] <= each row's k-th largest
+    rows, groups = np.nonzero(gmax >= floor[:, None])                  # the groups that can hold a top-k value
+    cols = (groups[:, None] + np.arange(group) * n_groups).ravel()      # [m G] their members
+    rows = np.repeat(rows, group)
     if main < V:                                                       # the tail that fills no whole group
-        cols = np.concatenate([cols, np.broadcast_to(np.arange(main, V), (r, V - main))], axis=1)
-    vals = np.take_along_axis(S, cols, axis=1)
-    idx, top = _sorted_topk(vals, cols, k)
-    # Exact unless k+1 groups reach the k-th value (a tie at the boundary): redo those rows in full.
-    weakest = np.take_along_axis(gmax, top_groups, axis=1).min(axis=1)  # [r]
-    for i in np.flatnonzero(weakest >= top[:, -1]):
+        tail_rows, tail_cols = np.nonzero(S[:, main:] >= floor[:, None])
+        rows, cols = np.concatenate([rows, tail_rows]), np.concatenate([cols, tail_cols + main])
+    vals = S.ravel()[rows * V + cols] if S.flags.c_contiguous else S[rows, cols]
+    keep = vals >= floor[rows]
+    rows, cols, vals = rows[keep], cols[keep], vals[keep]
+    order = np.lexsort((cols, -vals, rows))                            # by row, value desc, column asc
+    rows, cols, vals = rows[order], cols[order], vals[order]
+    counts = np.bincount(rows, minlength=r)                            # >= k, unless the row holds NaN
+    bad = (counts < k) | np.isnan(gmax).any(axis=1)                    # NaN hides in a group maximum
+    pick = (np.cumsum(counts) - counts)[~bad, None] + np.arange(k)     # [good rows, k] each row's first k
+    idx, top = np.empty((r, k), np.int64), np.empty((r, k), S.dtype)
+    idx[~bad], top[~bad] = cols[pick], vals[pick]
+    for i in np.flatnonzero(bad):                                      # redone by a full sort
         idx[i], top[i] = _sorted_topk(S[i:i + 1], np.arange(V)[None], k)
     return idx, top
+
+
+def _kth_floor(gmax: np.ndarray, k: int) -> np.ndarray:
+    """A lower bound on each row's k-th largest value: the k-th largest maximum of disjoint blocks of groups.
+
+    Those k maxima are k distinct values of the row, so the k-th largest value is at least the smallest of
+    them. Blocks of about n_groups / 16k groups leave about k candidates a row, and the partition runs
+    over 16k numbers, not n_groups.
+    """
+    r, n_groups = gmax.shape
+    per = max(1, n_groups // (16 * k))                                 # groups per block
+    n_blocks = n_groups // per
+    bmax = gmax[:, :per * n_blocks].reshape(r, per, n_blocks).max(axis=1) if per > 1 else gmax  # [r, blocks]
+    return np.partition(bmax, n_blocks - k, axis=1)[:, n_blocks - k]
 
 
 def _group_max(S: np.ndarray, group: int, n_groups: int) -> np.ndarray:
