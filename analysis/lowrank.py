@@ -54,21 +54,16 @@ def fingerprint_heads(model, vocab: Vocab, metric: str) -> str:
                                  (p.W_E, p.W_Q, p.W_O, p.ln1_w, p.ln1_b, p.lnf_w))
 
 
-def projected(model, vocab: Vocab, kind: str, layer: int, metric: str, folder: Path | None,
-              out: np.ndarray | None = None) -> np.ndarray:
-    """The projected vocabulary [H, V_words, e] from the cache folder, building and storing it if absent
-    or damaged (folder None: build it, store nothing).
-
-    With out (a buffer of the right shape), a cached file is read into it: reusing one buffer avoids
-    the page faults of a fresh 128 MB array per layer, which cost more than the read itself.
-    """
+def projected(model, vocab: Vocab, kind: str, layer: int, metric: str, folder: Path | None) -> np.ndarray:
+    """The projected vocabulary [H, V_words, e] from the cache folder (memory-mapped, read-only), building
+    and storing it if absent or damaged (folder None: build it, store nothing)."""
     if folder is None:
         return build_projected(model, vocab, kind, layer, metric)
     cfg = model.cfg
     path = folder / f"{kind}-{layer}.bin"
     key = f"{folder.name}|{kind}|{layer}"
     shape = (cfg.n_heads, len(vocab.words), cfg.d_head)
-    found = diskcache.load(path, key, {"P": (np.float32, shape)}, out={} if out is None else {"P": out})
+    found = diskcache.load(path, key, {"P": (np.float32, shape)})
     if found is not None:
         return found["P"]
     P = build_projected(model, vocab, kind, layer, metric)
@@ -97,7 +92,6 @@ def head_topk(model, vocab: Vocab, kind: str, coords: np.ndarray, norms: np.ndar
     rows = max(1, min(T, HEAD_CHUNK_BYTES // (4 * Vw)))                            # ~400 queries a block
     bufs = [np.empty((rows, Vw), np.float32) for _ in range(2)]
     pending: list = [None, None]
-    P_buf = np.empty((H, Vw, e), np.float32)
     folder = cache_folder(model, vocab, metric) if use_cache else None
 
     def finish(slot):
@@ -109,7 +103,7 @@ def head_topk(model, vocab: Vocab, kind: str, coords: np.ndarray, norms: np.ndar
 
     n = 0
     for l in tqdm(range(L), desc=f"{kind} kNN", unit="layer", disable=not progress, leave=False):
-        P = projected(model, vocab, kind, l, metric, folder, out=P_buf)             # [H, Vw, e]
+        P = projected(model, vocab, kind, l, metric, folder)             # [H, Vw, e]
         for h in range(H):
             for a in range(0, T, rows):
                 b = min(T, a + rows)

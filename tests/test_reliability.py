@@ -383,6 +383,38 @@ def test_damaged_neuron_cache_warns_once_and_is_rebuilt(how, tmp_path, capsys):
     assert capsys.readouterr().err == ""
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.binary(min_size=1, max_size=3000), st.integers(0, 3), st.data())
+def test_cache_checksum_sees_any_bit_flip_truncation_and_block_swap(raw, blocks, data):
+    from analysis.diskcache import CHECK_BLOCK, checksum
+    rng = np.random.default_rng(len(raw))
+    a = np.concatenate([rng.integers(0, 256, blocks * 8 * CHECK_BLOCK).astype(np.uint8), np.frombuffer(raw, np.uint8)])
+    bit = data.draw(st.integers(0, 8 * a.size - 1))
+    flipped = a.copy()
+    flipped[bit // 8] ^= np.uint8(1 << (bit % 8))
+    assert checksum(flipped) != checksum(a)
+    if a.size >= 8:                                        # a word's top bit: lost to an even weight
+        top = a.copy()
+        top[7] ^= np.uint8(0x80)
+        assert checksum(top) != checksum(a)
+    assert checksum(a[:-1]) != checksum(a)
+    if blocks >= 2:                                        # two different blocks of words, swapped
+        b = 8 * CHECK_BLOCK
+        assert checksum(np.concatenate([a[b:2 * b], a[:b], a[2 * b:]])) != checksum(a)
+
+
+def test_loaded_cache_arrays_are_read_only_views_of_the_file(tmp_path):
+    from analysis import diskcache
+    path = tmp_path / "c.bin"
+    x = np.arange(10, dtype=np.float32)
+    assert diskcache.save(path, "k", {"x": x})
+    found = diskcache.load(path, "k", {"x": (np.float32, (10,))})
+    np.testing.assert_array_equal(found["x"], x)
+    assert not found["x"].flags.writeable
+    with pytest.raises(ValueError):
+        found["x"][0] = 1
+
+
 def test_damaged_head_cache_never_changes_the_tables(tmp_path, capsys, monkeypatch):
     """A NaN-filled projected vocabulary used to change hundreds of pattern rows silently."""
     from analysis import analyze, context
