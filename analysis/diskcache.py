@@ -104,12 +104,15 @@ def load(path: Path, key: str, expect: dict[str, tuple[np.dtype, tuple]]) -> dic
     """The arrays saved under key, if path holds exactly them (names, dtypes, shapes, checksums); else None.
     They are read-only views of the memory-mapped file.
 
-    A missing file is silent; any other problem warns once and returns None.
+    A missing file, or one of an older minigpt2's format, is silent; any other problem warns once and
+    returns None.
     """
     if not path.is_file():
         return None
     try:
         arrays = _read(path, key, expect)
+    except _OlderFormat:
+        return None                          # written by an older minigpt2: rebuilt, which is no news
     except _Damaged as e:
         reason = str(e)
     except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError, RecursionError) as e:
@@ -124,11 +127,17 @@ class _Damaged(ValueError):
     """What is wrong with a cache file, in words."""
 
 
+class _OlderFormat(Exception):
+    """A cache file of an older minigpt2 (another MAGIC version): rebuilt without a warning."""
+
+
 def _read(path, key, expect):
     with open(path, "rb") as f:
         data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)    # the mapping outlives the file object
     if data[:len(MAGIC)] != MAGIC:
-        raise _Damaged("not a minigpt2 cache file (or an older format)")
+        if data[:len(MAGIC) - 2] == MAGIC[:-2]:
+            raise _OlderFormat
+        raise _Damaged("not a minigpt2 cache file")
     n = int.from_bytes(data[len(MAGIC):len(MAGIC) + 8], "little")
     if not 2 <= n <= min(1 << 20, len(data) - len(MAGIC) - 8):
         raise _Damaged("damaged (header length)")

@@ -317,7 +317,8 @@ def _group_max(S: np.ndarray, group: int, n_groups: int) -> np.ndarray:
     head = S[:, : group * n_groups]
     if head.flags.c_contiguous:
         return head.reshape(S.shape[0], group, n_groups).max(axis=1)
-    g = S[:, :n_groups].copy()                    # reshaping a strided view would copy all of S
+    g = S[:, :n_groups].copy(order="K")           # reshaping a strided view would copy all of S; keeping
+                                                  # S's layout (F for a transposed product) keeps the loop contiguous
     for i in range(1, group):
         np.maximum(g, S[:, i * n_groups:(i + 1) * n_groups], out=g)
     return g

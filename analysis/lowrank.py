@@ -78,8 +78,9 @@ def head_topk(model, vocab: Vocab, kind: str, coords: np.ndarray, norms: np.ndar
     coords [L, H, T, e]: k / sqrt(e) (patterns) or v (messages); norms [L, H, T]: the full vectors' norms
     (Trace.pattern_norms / message_norms, from the Gram matrices: the D-wide vectors are never built), which
     scale the cosine scores only (one number per query: the ranking does not depend on it). Returns (ids, scores) [L * H * T, k], rows in (l, h, t) order.
-    Each head's scores [T, V_words] come from one [T, e] @ [e, V_words] matmul into one of two reused
-    buffers; selecting the top k of one overlaps with the matmul of the next.
+    Each head's scores come from one [V_words, e] @ [e, T] matmul into one of two reused buffers (this
+    orientation runs 5-15% faster in OpenBLAS than [T, e] @ [e, V_words], and the selection reads the
+    transposed scores as fast); selecting the top k of one overlaps with the matmul of the next.
     """
     from tqdm.auto import tqdm
 
@@ -90,7 +91,7 @@ def head_topk(model, vocab: Vocab, kind: str, coords: np.ndarray, norms: np.ndar
     if metric == "cosine":   # cos = (c . P_v) / |full|: scale the query coordinates, not the scores
         coords = coords * (np.float32(1) / np.maximum(norms, np.float32(1e-30)))[..., None]
     rows = max(1, min(T, HEAD_CHUNK_BYTES // (4 * Vw)))                            # ~400 queries a block
-    bufs = [np.empty((rows, Vw), np.float32) for _ in range(2)]
+    bufs = [np.empty(rows * Vw, np.float32) for _ in range(2)]
     pending: list = [None, None]
     folder = cache_folder(model, vocab, metric) if use_cache else None
 
@@ -110,8 +111,9 @@ def head_topk(model, vocab: Vocab, kind: str, coords: np.ndarray, norms: np.ndar
                 slot = n % 2
                 n += 1
                 finish(slot)
-                S = np.matmul(coords[l, h, a:b], P[h].T, out=bufs[slot][: b - a])   # [r, e] @ [e, Vw]
-                pending[slot] = (select_topk_async(S, k), (l, h, a, b))
+                St = bufs[slot][: Vw * (b - a)].reshape(Vw, b - a)
+                np.matmul(P[h], coords[l, h, a:b].T, out=St)                      # [Vw, e] @ [e, r] -> [Vw, r]
+                pending[slot] = (select_topk_async(St.T, k), (l, h, a, b))
     finish(0)
     finish(1)
     return ids.reshape(-1, k), scores.reshape(-1, k)

@@ -403,6 +403,21 @@ def test_cache_checksum_sees_any_bit_flip_truncation_and_block_swap(raw, blocks,
         assert checksum(np.concatenate([a[b:2 * b], a[:b], a[2 * b:]])) != checksum(a)
 
 
+def test_cache_file_of_an_older_format_is_rebuilt_silently_and_a_foreign_one_warns(tmp_path, capsys):
+    from analysis import diskcache
+    path, x = tmp_path / "c.bin", np.arange(6, dtype=np.int64)
+    expect = {"x": (np.int64, (6,))}
+    assert diskcache.save(path, "k", {"x": x})
+    data = bytearray(path.read_bytes())
+    data[len(diskcache.MAGIC) - 2] ^= 0x7                  # the version byte: an older minigpt2 wrote it
+    path.write_bytes(bytes(data))
+    assert diskcache.load(path, "k", expect) is None and capsys.readouterr().err == ""
+    data[:4] = b"\x89PNG"
+    path.write_bytes(bytes(data))
+    assert diskcache.load(path, "k", expect) is None
+    assert capsys.readouterr().err == f"minigpt2: warning: cache file {path} is not a minigpt2 cache file; rebuilding it\n"
+
+
 def test_loaded_cache_arrays_are_read_only_views_of_the_file(tmp_path):
     from analysis import diskcache
     path = tmp_path / "c.bin"
