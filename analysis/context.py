@@ -70,7 +70,7 @@ def pattern_matches(ctx: Context) -> Matches:
                                       ctx.use_cache, ctx.progress), shape)
     p = ctx.model.params
     L, H, T, D = tr.patterns.shape
-    indexes = [ctx.vocab.ln_index(p.ln1_w[l], p.ln1_b[l], ctx.metric) for l in range(L)]   # LN1_l(W_E[words])
+    indexes = ctx.vocab.ln_indexes(p.ln1_w, p.ln1_b, ctx.metric)                          # LN1_l(W_E[words])
     found = LNIndex.search_stacked(indexes, [tr.patterns[l].reshape(H * T, D) for l in range(L)], ctx.k)
     return ctx.matches(np.stack([i for i, _ in found]), np.stack([s for _, s in found]), shape)
 

@@ -88,10 +88,11 @@ class VocabIndex(_Index):
 
 
 def _sq_dot(base: np.ndarray, base_sq: np.ndarray | None, w: np.ndarray) -> np.ndarray:
-    """(base ** 2) @ w [V]: from base_sq when given, else squared 4096 rows at a time (no [V, D] temporary)."""
+    """(base ** 2) @ w, w [D] or [D, n]: from base_sq when given, else squared 4096 rows at a time (no [V, D]
+    temporary)."""
     if base_sq is not None:
         return base_sq @ w
-    out = np.empty(base.shape[0], np.float32)
+    out = np.empty(base.shape[:1] + w.shape[1:], np.float32)
     for a in range(0, base.shape[0], 4096):
         blk = base[a:a + 4096]
         out[a:a + 4096] = (blk * blk) @ w
@@ -105,19 +106,30 @@ def _inv_norm(n2: np.ndarray) -> np.ndarray:
     return np.where(norm > 0, f(1) / np.where(norm > 0, norm, f(1)), f(0)).astype(f)
 
 
+def ln_sq_norms(base: np.ndarray, base_sq: np.ndarray | None, gammas: np.ndarray, betas: np.ndarray) -> np.ndarray:
+    """|gamma_i * n_v + beta_i|^2 = n_v^2 . g_i^2 + 2 n_v . (g_i b_i) + |b_i|^2 for every key v and each of
+    n LayerNorms (gammas, betas [n, D]): [V, n], in one pass over the base (not one per LayerNorm)."""
+    g, b = gammas.astype(np.float32), betas.astype(np.float32)
+    return _sq_dot(base, base_sq, (g * g).T) + np.float32(2) * (base @ (g * b).T) + (b * b).sum(axis=1)
+
+
 class LNIndex(_Index):
     """Keys s_v = gamma * n_v + beta: a LayerNorm (LN1_l, LN2_l) applied to the shared normalised base n_v
-    [V, D], searched without ever building them: q . s_v = (q gamma) . n_v + q . beta."""
+    [V, D], searched without ever building them: q . s_v = (q gamma) . n_v + q . beta.
+
+    sq_norms: |s_v|^2 [V] when already computed (ln_sq_norms, for several LayerNorms at once); cosine only.
+    """
 
     def __init__(self, base: np.ndarray, base_sq: np.ndarray | None, gamma: np.ndarray, beta: np.ndarray,
-                 metric: str = "cosine", ids: np.ndarray | None = None):
+                 metric: str = "cosine", ids: np.ndarray | None = None, sq_norms: np.ndarray | None = None):
         self.metric = check_metric(metric)
         self.base, self.ids, self.dim = base, ids, base.shape[1]                     # [V, D]
         self.gamma, self.beta = gamma.astype(np.float32), beta.astype(np.float32)
         self.col_scale = None
-        if metric == "cosine":                   # |s_v|^2 = n^2 . g^2 + 2 n . (g b) + |b|^2
-            g, b = self.gamma, self.beta
-            self.col_scale = _inv_norm(_sq_dot(base, base_sq, g * g) + np.float32(2) * (base @ (g * b)) + b @ b)
+        if metric == "cosine":
+            if sq_norms is None:
+                sq_norms = ln_sq_norms(base, base_sq, self.gamma[None], self.beta[None])[:, 0]
+            self.col_scale = _inv_norm(sq_norms)
 
     def project(self, W: np.ndarray) -> np.ndarray:
         """The keys seen through W [D, n]: s_v @ W for every key, [V, n], times 1/|s_v| for cosine.

@@ -33,11 +33,11 @@ def compute_neuron_meanings(model, vocab: Vocab, k: int, metric: str, progress: 
     res = {n: np.empty(shape, np.int64 if n.endswith("ids") else np.float32)
            for n in ("in_ids", "in_scores", "out_ids", "out_scores", "neg_ids", "neg_scores")}
     out_index = vocab.unembed_index(p.lnf_w, metric)                                 # lnf_w * W_E[words]
+    in_indexes = vocab.ln_indexes(p.ln2_w, p.ln2_b, metric)                          # LN2_l(W_E[words])
     with tqdm(total=2 * L, desc="neuron meanings (once per model)", unit="step", disable=not progress,
               leave=False) as bar:
         for l in range(L):
-            index = vocab.ln_index(p.ln2_w[l], p.ln2_b[l], metric)                 # LN2_l(W_E[words])
-            res["in_ids"][l], res["in_scores"][l] = index.search(p.W_in[l].T, k)   # [m, D] queries
+            res["in_ids"][l], res["in_scores"][l] = in_indexes[l].search(p.W_in[l].T, k)   # [m, D] queries
             bar.update()
             (res["out_ids"][l], res["out_scores"][l],
              res["neg_ids"][l], res["neg_scores"][l]) = out_index.search_both(p.W_out[l], k)

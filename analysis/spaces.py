@@ -43,8 +43,14 @@ class Vocab:
 
     def ln_index(self, gamma: np.ndarray, beta: np.ndarray, metric: str):
         """Index over LN(W_E[words]) for a LayerNorm with this gain and bias (LN1_l or LN2_l)."""
-        from .knn import LNIndex
-        return LNIndex(self.normed, self.normed_sq, gamma, beta, metric, ids=self.words)
+        return self.ln_indexes(gamma[None], beta[None], metric)[0]
+
+    def ln_indexes(self, gammas: np.ndarray, betas: np.ndarray, metric: str) -> list:
+        """ln_index for each of several LayerNorms (gammas, betas [n, D]), their key norms in one pass."""
+        from .knn import LNIndex, ln_sq_norms
+        sq = ln_sq_norms(self.normed, self.normed_sq, gammas, betas) if metric == "cosine" else None   # [Vw, n]
+        return [LNIndex(self.normed, self.normed_sq, g, b, metric, ids=self.words,
+                        sq_norms=None if sq is None else sq[:, i]) for i, (g, b) in enumerate(zip(gammas, betas))]
 
     def unembed_index(self, lnf_w: np.ndarray, metric: str):
         """Index over lnf_w * W_E[words] (the unembedding space), from the same normalised base."""
