@@ -102,11 +102,11 @@ def build_vocab(model, min_words: int = 1, use_cache: bool = False) -> Vocab:
     (a byte-level toy vocabulary), it falls back to every token of valid text (Vocab.filter says which).
 
     use_cache: the filter's result (it encodes all V tokens) comes from the disk cache when the tokenizer
-    is the same, byte for byte."""
+    is the same, byte for byte, and the normalised word vectors when W_E is the same."""
     b = token_bias(model.params)
     strings = model.tokenizer.vocab_strings()
     words, rule = filtered_words(model, strings, min_words, use_cache)
-    normed_aug, row_std = normalized_words(model.params.W_E, words, model.cfg.layer_norm_eps)
+    normed_aug, row_std = cached_normalized_words(model, words, use_cache)
     return Vocab(strings=strings, words=words, bias=b, bias_z=standardize(b), normed_aug=normed_aug,
                  normed_sq=None, row_std=row_std, filter=rule)
 
@@ -128,6 +128,24 @@ def filtered_words(model, strings: list[str], min_words: int, use_cache: bool) -
     if use_cache:
         diskcache.save(path, key, {"words": words, "whole": np.array([rule == "whole words"], np.int64)})
     return words, rule
+
+
+def cached_normalized_words(model, words: np.ndarray, use_cache: bool) -> tuple[np.ndarray, np.ndarray]:
+    """normalized_words, kept in the disk cache (memory-mapped on a warm run: no 128 MB gather and pass)."""
+    from . import diskcache
+
+    W_E, eps = model.params.W_E, model.cfg.layer_norm_eps
+    if not use_cache:
+        return normalized_words(W_E, words, eps)
+    key = diskcache.fingerprint(model, words, f"normed|{eps!r}", (W_E,))
+    path = diskcache.cache_dir() / f"normed-{key}.bin"
+    Vw, D = len(words), W_E.shape[1]
+    found = diskcache.load(path, key, {"normed_aug": (np.float32, (Vw, D + 1)), "row_std": (np.float32, (Vw,))})
+    if found is not None:
+        return found["normed_aug"], found["row_std"]
+    normed_aug, row_std = normalized_words(W_E, words, eps)
+    diskcache.save(path, key, {"normed_aug": normed_aug, "row_std": row_std})
+    return normed_aug, row_std
 
 
 def normalized_words(W_E: np.ndarray, words: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:

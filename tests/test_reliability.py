@@ -418,6 +418,26 @@ def test_cache_file_of_an_older_format_is_rebuilt_silently_and_a_foreign_one_war
     assert capsys.readouterr().err == f"minigpt2: warning: cache file {path} is not a minigpt2 cache file; rebuilding it\n"
 
 
+def test_cached_normalised_vocabulary_is_layernorm_of_the_current_embeddings(tmp_path):
+    from analysis.spaces import build_vocab
+    m = minigpt2.load(FIXTURES / "tiny-hub")
+
+    def expected(W_E, words):                            # LayerNorm without gain and bias, in float64
+        x = W_E[words].astype(np.float64)
+        mu, sd = x.mean(1, keepdims=True), np.sqrt(x.var(1, keepdims=True) + 1e-5)
+        return np.hstack([(x - mu) / sd, mu / sd]), sd[:, 0]
+
+    for step in range(3):                                # build, read back, then new weights: rebuilt
+        if step == 2:
+            m.params.W_E[:] = m.params.W_E[::-1] * np.float32(1.5)
+        v = build_vocab(m, min_words=3, use_cache=True)
+        aug, sd = expected(m.params.W_E, v.words)
+        np.testing.assert_allclose(v.normed_aug, aug, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(v.row_std, sd, rtol=1e-6)
+        assert v.normed_aug.flags.writeable == (step != 1)   # step 1: the memory-mapped cache file
+    assert len(list((tmp_path / "cache").glob("normed-*.bin"))) == 2
+
+
 def test_loaded_cache_arrays_are_read_only_views_of_the_file(tmp_path):
     from analysis import diskcache
     path = tmp_path / "c.bin"
