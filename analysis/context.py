@@ -10,7 +10,7 @@ from functools import cached_property
 
 import numpy as np
 
-from .knn import LNIndex, VocabIndex
+from .knn import LNIndex, VocabIndex, select_topk
 from .lowrank import MIN_TOKENS, head_topk
 from .matches import Matches, show_token
 from .neurons import NeuronMeanings
@@ -102,12 +102,15 @@ def neuron_matches(ctx: Context, nm: NeuronMeanings) -> NeuronMatches:
 def logit_lens_top(ctx: Context, k: int) -> np.ndarray:
     """Top-k token ids of ln_f(resid_pre[l]) @ W_E^T for every layer and token: [L+1, T, k].
 
-    resid_pre[L] gives the model's own logits. Every layer and token in one exact search over W_E by dot
-    product (analysis.knn: chunked matmul, bounded memory, no transposed copies)."""
+    Layers 0..L-1 in one exact search over W_E by dot product (analysis.knn: chunked matmul, bounded
+    memory, no transposed copies); layer L is the model's own logits, ranked as they are (so the last row
+    agrees with the predictions, and 1/(L+1) of the work is not done twice)."""
     from minigpt2.layers import layer_norm
 
     tr, p = ctx.trace, ctx.model.params
     L1, T, D = tr.resid_pre.shape
-    x = layer_norm(tr.resid_pre.reshape(L1 * T, D), p.lnf_w, p.lnf_b, ctx.model.cfg.layer_norm_eps)
+    x = layer_norm(tr.resid_pre[:-1].reshape((L1 - 1) * T, D), p.lnf_w, p.lnf_b, ctx.model.cfg.layer_norm_eps)
     index = VocabIndex(p.W_E, "dot", chunk_bytes=64 << 20)        # 64 MiB of scores at a time: the trace is live
-    return index.search(x, k)[0].reshape(L1, T, k)
+    lens = index.search(x, k)[0].reshape(L1 - 1, T, k)
+    final = np.concatenate([select_topk(tr.logits[a:a + 64], k)[0] for a in range(0, T, 64)])   # [T, k]
+    return np.concatenate([lens, final[None]])
