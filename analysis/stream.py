@@ -8,6 +8,7 @@ from minigpt2.edits import ResidEdit
 from minigpt2.layers import inv_std
 
 from .context import Context, NeuronMatches
+from .knn import select_topk
 from .matches import Matches, show_token
 from .table import Table
 
@@ -127,6 +128,21 @@ STREAM_TOP = 10   # per position, in the all-positions view: the largest heads a
 STREAM_PAGE = 5   # and in the page
 
 
+def _top_neurons(tr, p, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The STREAM_TOP neurons of largest |direct effect| along w [T, D] at every position, over all layers:
+    (effects [T, k], ids l m + n [T, k]), largest first, ties to the lower id. A running top, one layer's
+    [T, m] effects at a time."""
+    L, T, m = tr.mlp_acts.shape
+    k = min(STREAM_TOP, m)
+    top_v, top_i = np.zeros((T, 0), np.float32), np.zeros((T, 0), np.int64)
+    for l in range(L):
+        nl = tr.mlp_acts[l] * (w @ p.W_out[l].T)                            # [T, m]: this layer's neurons
+        own = select_topk(np.abs(nl), k)[0]                                 # [T, k] by |effect|, ties to lower
+        top_v, top_i = _top_by_size(np.concatenate([top_v, np.take_along_axis(nl, own, 1)], 1),
+                                    np.concatenate([top_i, own + l * m], 1), STREAM_TOP)
+    return top_v, top_i
+
+
 def _top_by_size(vals: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the k entries of largest |value|, largest first, ties to the lower id: ([T, k], [T, k])."""
     if vals.shape[1] > k:
@@ -147,54 +163,43 @@ def streams_table(ctx: Context) -> Table:
     pred = tr.predicted
     nxt = np.append(tr.ids[1:], pred[-1])                                   # the last position has no next
     scale = inv_std(tr.resid_pre[L], cfg.layer_norm_eps)[:, 0]              # [T]
+    Z = [tr.attn[l] @ tr.values[l] for l in range(L)]                       # [H, T, e]: attention-weighted values
     eff, ws = {}, {}
-    top_v = np.zeros((T, 0), np.float32)
-    top_i = np.zeros((T, 0), np.int64)
     for name, tok in (("pred", pred), ("next", nxt)):
         w = p.lnf_w * p.W_E[tok]                                            # [T, D]
         w = ws[name] = (w - w.mean(axis=1, keepdims=True)) * scale[:, None] # centring moved onto w
-        heads = np.empty((L, H, T), np.float32)
-        n_sum = np.empty((L, T), np.float32)                                # each layer's neurons, summed
-        for l in range(L):
-            VW = p.W_O[l] @ w.T                                             # [H, e, T]: W_O w_t, rank space
-            for h in range(H):                                              # a head at a time: [S, T], not [H, S, T]
-                M = tr.values[l, h] @ VW[h]                                 # [S, T]: m_s . w_t
-                heads[l, h] = np.einsum("ts,st->t", tr.attn[l, h], M)
-            nl = tr.mlp_acts[l] * (w @ p.W_out[l].T)                        # [T, m]: this layer's neurons
-            n_sum[l] = nl.sum(axis=1)
-            if name == "pred":                                              # keep only the running top
-                k = min(STREAM_TOP, m)
-                own = np.argpartition(-np.abs(nl), k - 1, axis=1)[:, :k]    # this layer's top k, [T, k]
-                top_v, top_i = _top_by_size(np.concatenate([top_v, np.take_along_axis(nl, own, 1)], 1),
-                                            np.concatenate([top_i, own + l * m], 1), STREAM_TOP)
+        b_out = p.b_out @ w.T                                               # [L, T]
         eff[name] = {"embedding": np.einsum("td,td->t", p.W_E[tr.ids] + p.W_pos[:T], w),
-                     "b_O": p.b_O @ w.T, "b_out": p.b_out @ w.T, "heads": heads, "neurons": n_sum}
+                     "b_O": p.b_O @ w.T, "b_out": b_out,
+                     "heads": np.stack([np.einsum("hte,het->ht", Z[l], p.W_O[l] @ w.T) for l in range(L)]),  # [L, H, T]
+                     "neurons": np.einsum("ltd,td->lt", tr.mlp_out, w) - b_out}  # [L, T]: mlp_out is their sum
+    top_v, top_i = _top_neurons(tr, p, ws["pred"])                          # [T, k] by |effect on pred|
     tl, tn = np.divmod(top_i, m)                                            # [T, k] layer, neuron
     top_next = tr.mlp_acts[tl, np.arange(T)[:, None], tn] * np.einsum("tkd,td->tk", p.W_out[tl, tn], ws["next"])
+    cols = {}                                                               # name -> [T] lists of Python floats
+    for name, e in eff.items():
+        attn_l, mlp_l = e["heads"].sum(axis=1) + e["b_O"], e["neurons"] + e["b_out"]   # [L, T]
+        cols[name] = [e["embedding"], e["heads"].sum(axis=(0, 1)), e["b_O"].sum(axis=0), e["neurons"].sum(axis=0),
+                      e["b_out"].sum(axis=0)] + [x for l in range(L) for x in (attn_l[l], mlp_l[l])]
+        cols[name] = np.stack(cols[name], axis=1).tolist()                  # [T, 5 + 2L]
+    components = (["embeddings", "messages", "b_O", "neurons", "b_out"]
+                  + [f"L{l} {blk}" for l in range(L) for blk in ("attention", "MLP")])
+    groups = ["kind"] * 5 + ["layer"] * (2 * L)
+    flat = eff["pred"]["heads"].reshape(L * H, T).T                     # [T, L H]
+    top_h = np.argsort(-np.abs(flat), axis=1, kind="stable")[:, :STREAM_TOP]  # [T, top] as l H + h
+    h_pred = np.take_along_axis(flat, top_h, 1).tolist()
+    h_next = np.take_along_axis(eff["next"]["heads"].reshape(L * H, T).T, top_h, 1).tolist()
+    h_names = [f"L{l} H{h}" for l in range(L) for h in range(H)]
+    top_v, top_next, tl, tn, top_h = top_v.tolist(), top_next.tolist(), tl.tolist(), tn.tolist(), top_h.tolist()
     rows = []
     for t in range(T):
-        last = t == T - 1
-        e, x = eff["pred"], eff["next"]
-
-        def row(group, component, a, b, rank=None):
-            rows.append([t, show_token(ctx.tokens[t]), group, component, rank, float(a),
-                         None if last else float(b)])
-        row("kind", "embeddings", e["embedding"][t], x["embedding"][t])
-        row("kind", "messages", e["heads"][:, :, t].sum(), x["heads"][:, :, t].sum())
-        row("kind", "b_O", e["b_O"][:, t].sum(), x["b_O"][:, t].sum())
-        row("kind", "neurons", e["neurons"][:, t].sum(), x["neurons"][:, t].sum())
-        row("kind", "b_out", e["b_out"][:, t].sum(), x["b_out"][:, t].sum())
-        for l in range(L):
-            row("layer", f"L{l} attention", e["heads"][l, :, t].sum() + e["b_O"][l, t],
-                x["heads"][l, :, t].sum() + x["b_O"][l, t])
-            row("layer", f"L{l} MLP", e["neurons"][l, t] + e["b_out"][l, t], x["neurons"][l, t] + x["b_out"][l, t])
-        top_h = np.argsort(-np.abs(e["heads"][:, :, t]).reshape(-1), kind="stable")[:STREAM_TOP]
-        for rank, f in enumerate(top_h.tolist(), 1):
-            l, h = divmod(f, H)
-            row("head", f"L{l} H{h}", e["heads"][l, h, t], x["heads"][l, h, t], rank)
-        for rank, (v, l, n, vx) in enumerate(zip(top_v[t].tolist(), tl[t].tolist(), tn[t].tolist(),
-                                                 top_next[t].tolist()), 1):
-            row("neuron", f"L{l} N{n}", v, vx, rank)
+        last, tok = t == T - 1, show_token(ctx.tokens[t])
+        xs = [None] * len(components) if last else cols["next"][t]
+        rows += [[t, tok, g, c, None, a, b] for g, c, a, b in zip(groups, components, cols["pred"][t], xs)]
+        rows += [[t, tok, "head", h_names[f], rank, a, None if last else b]
+                 for rank, (f, a, b) in enumerate(zip(top_h[t], h_pred[t], h_next[t]), 1)]
+        rows += [[t, tok, "neuron", f"L{l} N{n}", rank, v, None if last else vx]
+                 for rank, (v, l, n, vx) in enumerate(zip(top_v[t], tl[t], tn[t], top_next[t]), 1)]
     return Table("streams", "Stream, every position",
                  ["pos", "token", "by", "component", "rank", "direct effect", "direct effect (actual next)"], rows,
                  "The residual stream after the last layer at every position: direct effects on the predicted "

@@ -620,6 +620,18 @@ def test_streams_every_position_against_the_decomposition(model, report):
         kinds = {r["component"]: r for r in rows if r["by"] == "kind"}
         assert kinds["messages"]["direct effect"] == pytest.approx(float(e[d.kind == "message"].sum()), abs=1e-4)
         assert kinds["neurons"]["direct effect"] == pytest.approx(float(e[d.kind == "neuron"].sum()), abs=1e-4)
+        embed = (d.kind == "tok_embed") | (d.kind == "pos_embed")
+        for name, mask in (("embeddings", embed), ("b_O", d.kind == "b_O"), ("b_out", d.kind == "b_out")):
+            assert kinds[name]["direct effect"] == pytest.approx(float(e[mask].sum()), abs=1e-4)
+        layers = {r["component"]: r for r in rows if r["by"] == "layer"}
+        for l in range(2):
+            blocks = {"attention": np.isin(d.kind, ["message", "b_O"]), "MLP": np.isin(d.kind, ["neuron", "b_out"])}
+            for blk, mask in blocks.items():
+                want = e[mask & (d.layer_of == l)].sum()
+                assert layers[f"L{l} {blk}"]["direct effect"] == pytest.approx(float(want), abs=1e-4)
+                if x is not None:
+                    assert layers[f"L{l} {blk}"]["direct effect (actual next)"] == pytest.approx(
+                        float(x[mask & (d.layer_of == l)].sum()), abs=1e-4)
         if x is not None:
             assert kinds["neurons"]["direct effect (actual next)"] == pytest.approx(
                 float(x[d.kind == "neuron"].sum()), abs=1e-4)
