@@ -37,8 +37,8 @@ def check_ids(ids, cfg: GPT2Config) -> np.ndarray:
 
 def check_finite(logits: np.ndarray, resid: np.ndarray | None = None) -> np.ndarray:
     """logits [T, V] unchanged, or NumericError: float32 overflowed (only weights far out of range do this)."""
-    if np.isfinite(logits).all():
-        return logits
+    if np.isfinite(logits.sum(dtype=np.float64)):        # exact: float32 values cannot overflow a float64 sum,
+        return logits                                    # and NaN or Inf anywhere makes it non-finite
     where = ""
     if resid is not None:                                                 # [L+1, T, D]: first layer gone bad
         bad = ~np.isfinite(resid).reshape(resid.shape[0], -1).all(axis=1)
@@ -52,7 +52,8 @@ def causal_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, attn: np.ndarr
                      head_edits: tuple = ()) -> np.ndarray:
     """softmax(q k^T + causal mask) v for q, k, v [H, T, e] (q already scaled by 1/sqrt(e)).
 
-    Writes the probabilities into attn [H, T, T] (zeros above the diagonal) and returns z [H, T, e].
+    Writes the probabilities into attn [H, T, T] and returns z [H, T, e]. attn must hold zeros above the
+    diagonal on entry (np.zeros: the kernel's zeroed pages, no pass of ours): only the causal part is written.
     Works in blocks of query rows, so the masked half of the scores is never computed. head_edits
     (HeadEdit) scale probabilities after the softmax, before they weight the values.
     """
@@ -65,7 +66,6 @@ def causal_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, attn: np.ndarr
         np.matmul(q[:, t0:t1], k[:, :t1].transpose(0, 2, 1), out=s)          # [H, b, e] @ [H, e, t1]
         s[:, :, t0:t1] += above[: t1 - t0, : t1 - t0]
         softmax_(s)
-        attn[:, t0:t1, t1:] = 0.0
         for ed in head_edits:                                                # [b, t1] rows of one head
             rows = slice(None) if ed.dest is None else (slice(0, 0) if not t0 <= ed.dest < t1 else ed.dest - t0)
             cols = slice(None) if ed.source is None else ed.source
@@ -138,7 +138,7 @@ def logits(p: Params, cfg: GPT2Config, ids, edits=(), start: int = 0, resid: np.
 
 def _logits(p: Params, cfg: GPT2Config, ids: np.ndarray, edits: tuple, start: int, resid) -> np.ndarray:
     T = ids.shape[0]
-    scratch = np.empty((cfg.n_heads, T, T), np.float32)             # attention, overwritten each layer
+    scratch = np.zeros((cfg.n_heads, T, T), np.float32)             # attention, overwritten each layer (causal part)
     x = embed(ids, p) if start == 0 else np.array(resid, np.float32)
     for l in range(start, cfg.n_layers):
         x = _patched(x, edits, l)
@@ -175,7 +175,7 @@ def _run(p: Params, cfg: GPT2Config, ids: np.ndarray, edits: tuple) -> Trace:
     f32 = np.float32
     resid_pre = np.empty((L + 1, T, D), f32)
     resid_mid, ln1, attn_out, ln2, mlp_out = (np.empty((L, T, D), f32) for _ in range(5))
-    attn = np.empty((L, H, T, T), f32)
+    attn = np.zeros((L, H, T, T), f32)                     # zero above the diagonal, never written there
     pattern_bias = np.empty((L, H, T), f32)
     keys, values = np.empty((L, H, T, cfg.d_head), f32), np.empty((L, H, T, cfg.d_head), f32)
     mlp_acts = np.empty((L, T, m), f32)
