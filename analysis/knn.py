@@ -289,13 +289,26 @@ def select_topk(S: np.ndarray, k: int, group: int = GROUP) -> tuple[np.ndarray, 
     main = n_groups * group
     gmax = _group_max(S, group, n_groups)                              # [r, V/G]; group g = columns g + i V/G
     floor = _kth_floor(gmax, k)                                        # [r] <= each row's k-th largest
-    rows, groups = np.nonzero(gmax >= floor[:, None])                  # the groups that can hold a top-k value
+    # Candidates in any order (the sort below orders them); scanned in memory order, as S is laid out:
+    # transposed scores (S = St.T, [V, r] in memory) are scanned as St.
+    # (flatnonzero and divmod: np.nonzero of a 2-D mask is 10x slower.)
+    by_col = S.flags.f_contiguous and not S.flags.c_contiguous
+    if by_col:
+        groups, rows = np.divmod(np.flatnonzero(gmax.T >= floor), r)   # the groups that can hold a top-k value
+    else:
+        rows, groups = np.divmod(np.flatnonzero(gmax >= floor[:, None]), n_groups)
     cols = (groups[:, None] + np.arange(group) * n_groups).ravel()      # [m G] their members
     rows = np.repeat(rows, group)
     if main < V:                                                       # the tail that fills no whole group
-        tail_rows, tail_cols = np.nonzero(S[:, main:] >= floor[:, None])
+        if by_col:
+            tail_cols, tail_rows = np.divmod(np.flatnonzero(S.T[main:] >= floor), r)
+        else:
+            tail_rows, tail_cols = np.divmod(np.flatnonzero(S[:, main:] >= floor[:, None]), V - main)
         rows, cols = np.concatenate([rows, tail_rows]), np.concatenate([cols, tail_cols + main])
-    vals = S.ravel()[rows * V + cols] if S.flags.c_contiguous else S[rows, cols]
+    if S.flags.c_contiguous:
+        vals = S.ravel()[rows * V + cols]
+    else:
+        vals = S.T.ravel()[cols * r + rows] if by_col else S[rows, cols]
     keep = vals >= floor[rows]
     rows, cols, vals = rows[keep], cols[keep], vals[keep]
     order = np.lexsort((cols, -vals, rows))                            # by row, value desc, column asc

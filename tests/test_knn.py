@@ -45,9 +45,15 @@ def test_topk_equals_brute_force(case):
 
 @settings(max_examples=100, deadline=None)
 @given(arrays(np.float32, st.tuples(st.integers(1, 30), st.integers(1, 400)), elements=st.integers(-2, 2)),
-       st.integers(1, 40), st.sampled_from([2, 4, 16]))
-def test_select_topk_exact_with_ties(S, k, group):
+       st.integers(1, 40), st.sampled_from([2, 4, 16]), st.sampled_from(["C", "F", "strided"]))
+def test_select_topk_exact_with_ties(S, k, group, layout):
     k = min(k, S.shape[1])
+    if layout == "F":                                  # transposed scores, as the low-rank search makes them
+        S = np.asfortranarray(S)
+    elif layout == "strided":                          # neither C nor F contiguous
+        wide = np.zeros((S.shape[0], 2 * S.shape[1] + 1), S.dtype)
+        wide[:, : 2 * S.shape[1]:2] = S
+        S = wide[:, : 2 * S.shape[1]:2]
     idx, vals = select_topk(S, k, group)
     ref = np.lexsort((np.broadcast_to(np.arange(S.shape[1]), S.shape), -S), axis=-1)[:, :k]
     np.testing.assert_array_equal(idx, ref)
