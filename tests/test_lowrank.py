@@ -11,12 +11,13 @@ from .conftest import random_model, tiny_config
 
 @pytest.mark.parametrize("metric", ["cosine", "dot"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-@pytest.mark.parametrize("block_rows", [None, 8])
-def test_low_rank_equals_full_search(metric, seed, block_rows, tmp_path, monkeypatch):
+@pytest.mark.parametrize("block_rows, cores", [(None, 1), (8, 3)])
+def test_low_rank_equals_full_search(metric, seed, block_rows, cores, tmp_path, monkeypatch):
+    import analysis.lowrank as lowrank
     monkeypatch.setenv("MINIGPT2_CACHE", str(tmp_path))
+    monkeypatch.setattr(lowrank, "_cores", lambda: cores)  # 4 heads: on one worker, or shared out to three
     if block_rows:                                     # 30 tokens in blocks of 8, 8, 8 and 6 queries
-        import analysis.lowrank as lowrank
-        monkeypatch.setattr(lowrank, "HEAD_CHUNK_BYTES", 4 * 700 * block_rows)
+        monkeypatch.setattr(lowrank, "HEAD_SCORE_BYTES", cores * 4 * 700 * block_rows)
     cfg = tiny_config(L=2, H=4, e=8, m=16, V=900, n_ctx=40)
     model, _ = random_model(cfg, seed=seed)
     rng = np.random.default_rng(seed)
