@@ -91,7 +91,7 @@ def head_topk(model, vocab: Vocab, kind: str, coords: np.ndarray, norms: np.ndar
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from threadpoolctl import threadpool_limits
+    from threadpoolctl import ThreadpoolController
     from tqdm.auto import tqdm
 
     L, H, T, e = coords.shape
@@ -119,17 +119,19 @@ def head_topk(model, vocab: Vocab, kind: str, coords: np.ndarray, norms: np.ndar
         finally:
             buffers.put(buf)
 
-    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+    blas = ThreadpoolController()
+    with ThreadPoolExecutor(workers) as pool:
         for l in tqdm(range(L), desc=f"{kind} kNN", unit="layer", disable=not progress, leave=False):
-            P = projected(model, vocab, kind, l, metric, folder)                     # [H, Vw, e]
-            jobs = [pool.submit(one_head, P[h], l, h) for h in range(H)]
-            try:
-                for job in jobs:
-                    job.result()
-            except BaseException:
-                for job in jobs:
-                    job.cancel()
-                raise
+            P = projected(model, vocab, kind, l, metric, folder)    # [H, Vw, e]; a cold cache builds it with all BLAS threads
+            with blas.limit(limits=1, user_api="blas"):
+                jobs = [pool.submit(one_head, P[h], l, h) for h in range(H)]
+                try:
+                    for job in jobs:
+                        job.result()
+                except BaseException:
+                    for job in jobs:
+                        job.cancel()
+                    raise
     return ids.reshape(-1, k), scores.reshape(-1, k)
 
 
