@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import itemgetter
 
 import numpy as np
 
@@ -30,7 +31,7 @@ class Matches:
         z = vocab.bias_z[ids].mean(axis=-1)
         high = np.abs(z) > threshold
         shown = vocab.shown
-        flat = [HIGH_BIAS if hb else ", ".join([shown[j] for j in row])
+        flat = [HIGH_BIAS if hb else ", ".join(itemgetter(*row)(shown)) if k > 1 else shown[row[0]]
                 for row, hb in zip(ids.reshape(-1, k).tolist(), high.reshape(-1).tolist())]
         cells = np.empty(len(flat), object)
         cells[:] = flat

@@ -5,6 +5,8 @@ formats HTML. The residual-stream tables are in stream.py.
 """
 from __future__ import annotations
 
+from operator import itemgetter
+
 import numpy as np
 
 from .context import Context, NeuronMatches, logit_lens_top
@@ -15,13 +17,11 @@ from .table import Table
 def _head_table(ctx: Context, m: Matches, name: str, title: str, note: str) -> Table:
     L, H, T = m.shape
     tok, strings = [show_token(s) for s in ctx.tokens], ctx.vocab.strings
-    cells, ids, bias = m.cells.tolist(), m.ids.tolist(), np.round(m.bias_z.astype(np.float64), 3).tolist()
-    rows = []
-    for l in range(L):
-        for h in range(H):
-            for t in range(T):
-                rows.append([l, h, t, tok[t], cells[l][h][t], bias[l][h][t],
-                             ",".join([strings[j] for j in ids[l][h][t]])])
+    cells, bias = m.cells.tolist(), np.round(m.bias_z.astype(np.float64), 3).tolist()
+    raw = [",".join(itemgetter(*row)(strings)) if len(row) > 1 else strings[row[0]]    # itemgetter: a C loop
+           for row in m.ids.reshape(-1, m.ids.shape[-1]).tolist()]
+    rows = [[l, h, t, tok[t], cells[l][h][t], bias[l][h][t], raw[(l * H + h) * T + t]]
+            for l in range(L) for h in range(H) for t in range(T)]
     if T > TOKEN_COLUMNS:
         note += (f" This prompt is long: the page shows the first {TOKEN_COLUMNS} tokens; {name}.csv has all "
                  f"{T}.")

@@ -654,3 +654,14 @@ def test_reprs_of_the_core_objects_are_one_line(model):
     tr = model.run(model.encode(PROMPT))
     for obj in (tr, tr.decompose(2, 7), tr.contributions(2, 7, [5])):
         assert len(repr(obj)) < 200 and "\n" not in repr(obj)
+
+
+def test_one_word_per_vector_shows_the_word_not_its_letters(model):
+    # k=1: itemgetter of one index returns the string itself, which a join would spell out letter by letter
+    rep = analyze(model, PROMPT, k=1, progress=False)
+    shown = {show(model.tokenizer.decode([i])) for i in range(model.cfg.d_vocab)}
+    raw = {model.tokenizer.decode([i]) for i in range(model.cfg.d_vocab)}
+    for name in ("patterns", "messages"):
+        rows = rep[name].rows
+        assert all(r[4] in shown or r[4] == HIGH_BIAS for r in rows)
+        assert all(r[6] in raw for r in rows)
