@@ -38,6 +38,7 @@ def stream_table(ctx: Context, pm: Matches, mm: Matches, nm: NeuronMatches, pos:
     om = ctx.matches(*ctx.unembed_index.search(_bias_rows(tr, d, other, pos), ctx.k))
     other_cell = dict(zip(other.tolist(), om.cells.tolist()))
     labels = d.labels
+    shown = [show_token(t) for t in ctx.tokens]                            # once per token, not per message row
     rows = []
     for i, kind, l, h, src, n, w, norm, eff, eff_n in zip(
             range(len(d)), d.kind.tolist(), d.layer_of.tolist(), d.head.tolist(), d.source.tolist(),
@@ -52,7 +53,7 @@ def stream_table(ctx: Context, pm: Matches, mm: Matches, nm: NeuronMatches, pos:
             words = other_cell[i]
         msg = kind == "message"
         rows.append([labels[i], kind, l if l >= 0 else None, h if msg else None, src if msg else None,
-                     show_token(ctx.tokens[src]) if msg else None, n if kind == "neuron" else None, w, norm, eff,
+                     shown[src] if msg else None, n if kind == "neuron" else None, w, norm, eff,
                      None if nxt is None else eff_n, words, reads])
     columns = ["component", "kind", "layer", "head", "source", "source token", "neuron", "weight", "norm",
                "direct effect", "direct effect (actual next)", "words", "reads"]
