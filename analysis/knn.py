@@ -21,6 +21,7 @@ import numpy as np
 from minigpt2.errors import InputError
 
 GROUP = 24   # group size: measured best of 16-64 on 41,574- and 50,257-word rows
+MAX_GROUPS_PER_ROW = 64  # candidate groups a row may bring, beyond k (about k is usual); more: a full sort
 CHUNK_BYTES = 256 << 20  # scores per chunk: 256 MiB (~1300 rows of GPT-2's vocabulary), so peak memory
                          # stays bounded for any n; smaller chunks slow BLAS down (280 vs 340 GFLOP/s)
 POOL = ThreadPoolExecutor(2)  # selection runs on two threads (numpy releases the GIL in these kernels)
@@ -297,6 +298,11 @@ def select_topk(S: np.ndarray, k: int, group: int = GROUP) -> tuple[np.ndarray, 
         groups, rows = np.divmod(np.flatnonzero(gmax.T >= floor), r)   # the groups that can hold a top-k value
     else:
         rows, groups = np.divmod(np.flatnonzero(gmax >= floor[:, None]), n_groups)
+    # A row tied at its floor in many groups (all-zero scores from a zero query) would make every column a
+    # candidate: such rows go to the full sort below, one at a time, so the candidates stay ~k a row.
+    heavy = np.bincount(rows, minlength=r) > MAX_GROUPS_PER_ROW + k
+    if heavy.any():
+        groups, rows = groups[~heavy[rows]], rows[~heavy[rows]]
     cols = (groups[:, None] + np.arange(group) * n_groups).ravel()      # [m G] their members
     rows = np.repeat(rows, group)
     if main < V:                                                       # the tail that fills no whole group
@@ -304,7 +310,8 @@ def select_topk(S: np.ndarray, k: int, group: int = GROUP) -> tuple[np.ndarray, 
             tail_cols, tail_rows = np.divmod(np.flatnonzero(S.T[main:] >= floor), r)
         else:
             tail_rows, tail_cols = np.divmod(np.flatnonzero(S[:, main:] >= floor[:, None]), V - main)
-        rows, cols = np.concatenate([rows, tail_rows]), np.concatenate([cols, tail_cols + main])
+        light = ~heavy[tail_rows]
+        rows, cols = np.concatenate([rows, tail_rows[light]]), np.concatenate([cols, tail_cols[light] + main])
     if S.flags.c_contiguous:
         vals = S.ravel()[rows * V + cols]
     else:
@@ -314,7 +321,7 @@ def select_topk(S: np.ndarray, k: int, group: int = GROUP) -> tuple[np.ndarray, 
     order = np.lexsort((cols, -vals, rows))                            # by row, value desc, column asc
     rows, cols, vals = rows[order], cols[order], vals[order]
     counts = np.bincount(rows, minlength=r)                            # >= k, unless the row holds NaN
-    bad = (counts < k) | np.isnan(gmax).any(axis=1)                    # NaN hides in a group maximum
+    bad = (counts < k) | np.isnan(gmax).any(axis=1) | heavy            # NaN hides in a group maximum
     pick = (np.cumsum(counts) - counts)[~bad, None] + np.arange(k)     # [good rows, k] each row's first k
     idx, top = np.empty((r, k), np.int64), np.empty((r, k), S.dtype)
     idx[~bad], top[~bad] = cols[pick], vals[pick]

@@ -145,11 +145,9 @@ def _top_neurons(tr, p, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _top_by_size(vals: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per row, the k entries of largest |value|, largest first, ties to the lower id: ([T, k], [T, k])."""
-    if vals.shape[1] > k:
-        part = np.argpartition(-np.abs(vals), k - 1, axis=1)[:, :k]
-        vals, ids = np.take_along_axis(vals, part, 1), np.take_along_axis(ids, part, 1)
-    order = np.lexsort((ids, -np.abs(vals)), axis=1)
+    """Per row, the k entries of largest |value|, largest first, ties to the lower id: ([T, k], [T, k]).
+    (A full sort of the few columns: an argpartition would cut ties at rank k arbitrarily.)"""
+    order = np.lexsort((ids, -np.abs(vals)), axis=1)[:, :k]
     return np.take_along_axis(vals, order, 1), np.take_along_axis(ids, order, 1)
 
 

@@ -665,3 +665,11 @@ def test_one_word_per_vector_shows_the_word_not_its_letters(model):
         rows = rep[name].rows
         assert all(r[4] in shown or r[4] == HIGH_BIAS for r in rows)
         assert all(r[6] in raw for r in rows)
+
+
+def test_stream_top_by_size_breaks_ties_to_the_lower_id():
+    from analysis.stream import _top_by_size
+    v = np.array([[2, -1, -1, 1, 1, 1, 1, 1, 1, 2, -1, 2, -1, -1, 2, 2, -1, -1, -1, 2]], np.float32)
+    vals, ids = _top_by_size(v, np.arange(20)[None], 10)
+    assert ids.tolist() == [[0, 9, 11, 14, 15, 19, 1, 2, 3, 4]]
+    assert vals.tolist() == [[2, 2, 2, 2, 2, 2, -1, -1, 1, 1]]

@@ -189,3 +189,29 @@ def test_select_topk_floor_is_a_true_lower_bound(S, k):
     assert full_sorts == []
     ref = np.lexsort((np.broadcast_to(np.arange(S.shape[1]), S.shape), -S), axis=-1)[:, :k]
     np.testing.assert_array_equal(idx, ref)
+
+
+def test_rows_tied_everywhere_are_sorted_alone_not_expanded():
+    # an all-zero row (a zero query) reaches its floor in every group: without a cap its 5,000 columns would
+    # all become candidates; it goes to the full sort by itself, and the other rows keep the fast path
+    import analysis.knn as knn
+    S = np.random.default_rng(3).standard_normal((20, 5000)).astype(np.float32)
+    S[3] = 0
+    S[7] = np.where(np.arange(5000) % 2 == 0, 1.0, -1.0)     # 2,500 columns tied at the top
+    full_sorts = []
+    real = knn._sorted_topk
+
+    def spy(vals, cols, kk):
+        full_sorts.append(vals.shape)
+        return real(vals, cols, kk)
+
+    knn._sorted_topk = spy
+    try:
+        idx, vals = select_topk(S, 10)
+    finally:
+        knn._sorted_topk = real
+    assert full_sorts == [(1, 5000), (1, 5000)]
+    ref = np.lexsort((np.broadcast_to(np.arange(5000), S.shape), -S), axis=-1)[:, :10]
+    np.testing.assert_array_equal(idx, ref)
+    np.testing.assert_array_equal(idx[3], np.arange(10))
+    np.testing.assert_array_equal(idx[7], np.arange(0, 20, 2))
