@@ -24,6 +24,7 @@ from .spaces import Vocab
 MIN_TOKENS = 64   # below this the full search is cheaper than reading the projected vocabularies
 HEAD_SCORE_BYTES = 128 << 20  # score buffers, all workers together: 64 MiB a worker on 2 cores (smaller blocks
                               # slow the matmul down: 16 MiB cost 15%, 4 MiB 60%)
+MIN_WORKER_BYTES = 32 << 20   # ... but never less than this a worker (many cores: more memory, not slower blocks)
 
 
 def build_projected(model, vocab: Vocab, kind: str, layer: int, metric: str) -> np.ndarray:
@@ -101,7 +102,8 @@ def head_topk(model, vocab: Vocab, kind: str, coords: np.ndarray, norms: np.ndar
     if metric == "cosine":   # cos = (c . P_v) / |full|: scale the query coordinates, not the scores
         coords = coords * (np.float32(1) / np.maximum(norms, np.float32(1e-30)))[..., None]
     workers = min(H, _cores())
-    rows = max(1, min(T, HEAD_SCORE_BYTES // (workers * 4 * Vw)))                  # ~400 queries a block (2 cores)
+    per_worker = max(HEAD_SCORE_BYTES // workers, MIN_WORKER_BYTES)
+    rows = max(1, min(T, per_worker // (4 * Vw)))                                  # ~400 queries a block (2 cores)
     buffers = queue.SimpleQueue()
     for _ in range(workers):
         buffers.put(np.empty(rows * Vw, np.float32))

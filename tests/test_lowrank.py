@@ -18,6 +18,7 @@ def test_low_rank_equals_full_search(metric, seed, block_rows, cores, tmp_path, 
     monkeypatch.setattr(lowrank, "_cores", lambda: cores)  # 4 heads: on one worker, or shared out to three
     if block_rows:                                     # 30 tokens in blocks of 8, 8, 8 and 6 queries
         monkeypatch.setattr(lowrank, "HEAD_SCORE_BYTES", cores * 4 * 700 * block_rows)
+        monkeypatch.setattr(lowrank, "MIN_WORKER_BYTES", 4 * 700 * block_rows)
     cfg = tiny_config(L=2, H=4, e=8, m=16, V=900, n_ctx=40)
     model, _ = random_model(cfg, seed=seed)
     rng = np.random.default_rng(seed)
