@@ -168,14 +168,10 @@ def test_select_topk_orders_nan_inf_and_signed_zero_like_a_stable_sort(S, k, gro
     np.testing.assert_array_equal(vals, np.take_along_axis(S, ref, 1))
 
 
-@settings(max_examples=60, deadline=None)
-@given(arrays(np.float32, st.tuples(st.integers(1, 20), st.integers(300, 900)), elements=st.integers(-3, 3)),
-       st.integers(1, 10))
-def test_select_topk_floor_is_a_true_lower_bound(S, k):
-    # the floor must never exceed a row's k-th largest score: finite rows are then never redone by a full sort
+def select_counting_full_sorts(S, k, *group):
+    """select_topk(S, k), and the shapes of the rows it redid by a full sort."""
     import analysis.knn as knn
-    full_sorts = []
-    real = knn._sorted_topk
+    full_sorts, real = [], knn._sorted_topk
 
     def spy(vals, cols, kk):
         full_sorts.append(vals.shape)
@@ -183,9 +179,17 @@ def test_select_topk_floor_is_a_true_lower_bound(S, k):
 
     knn._sorted_topk = spy
     try:
-        idx, _ = select_topk(S, k, 24)
+        return select_topk(S, k, *group), full_sorts
     finally:
         knn._sorted_topk = real
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.float32, st.tuples(st.integers(1, 20), st.integers(300, 900)), elements=st.integers(-3, 3)),
+       st.integers(1, 10))
+def test_select_topk_floor_is_a_true_lower_bound(S, k):
+    # the floor must never exceed a row's k-th largest score: finite rows are then never redone by a full sort
+    (idx, _), full_sorts = select_counting_full_sorts(S, k, 24)
     assert full_sorts == []
     ref = np.lexsort((np.broadcast_to(np.arange(S.shape[1]), S.shape), -S), axis=-1)[:, :k]
     np.testing.assert_array_equal(idx, ref)
@@ -194,22 +198,10 @@ def test_select_topk_floor_is_a_true_lower_bound(S, k):
 def test_rows_tied_everywhere_are_sorted_alone_not_expanded():
     # an all-zero row (a zero query) reaches its floor in every group: without a cap its 5,000 columns would
     # all become candidates; it goes to the full sort by itself, and the other rows keep the fast path
-    import analysis.knn as knn
     S = np.random.default_rng(3).standard_normal((20, 5000)).astype(np.float32)
     S[3] = 0
     S[7] = np.where(np.arange(5000) % 2 == 0, 1.0, -1.0)     # 2,500 columns tied at the top
-    full_sorts = []
-    real = knn._sorted_topk
-
-    def spy(vals, cols, kk):
-        full_sorts.append(vals.shape)
-        return real(vals, cols, kk)
-
-    knn._sorted_topk = spy
-    try:
-        idx, vals = select_topk(S, 10)
-    finally:
-        knn._sorted_topk = real
+    (idx, _), full_sorts = select_counting_full_sorts(S, 10)
     assert full_sorts == [(1, 5000), (1, 5000)]
     ref = np.lexsort((np.broadcast_to(np.arange(5000), S.shape), -S), axis=-1)[:, :10]
     np.testing.assert_array_equal(idx, ref)
