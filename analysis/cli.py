@@ -72,7 +72,7 @@ def cmd_analyze(args) -> int:
     report = analyze(model, text, k=args.k, metric=args.metric, bias_threshold=args.bias_threshold,
                      position=args.position, bos=not args.no_bos, use_cache=not args.no_cache,
                      progress=sys.stderr.isatty(), effects=args.effects, heads=heads, neurons=neurons)
-    out = report.write(args.out, force=args.force)
+    out = report.write(args.out, force=args.force, progress=sys.stderr.isatty())
     print("\n".join(_show(line) for line in summary_lines(report, out)))
     return 0
 

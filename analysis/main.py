@@ -61,9 +61,11 @@ class Report:
         return report_html(f"minigpt2: {self.text}", self.subtitle, list(self.tables.values()),
                            uid=f"r{uuid.uuid4().hex[:8]}-")
 
-    def write(self, out: str | Path, force: bool = False) -> Path:
-        """index.html and the CSVs into out: a new, empty or earlier-report folder (see analysis.writer)."""
-        return write_report(out, f"minigpt2: {self.text}", self.subtitle, list(self.tables.values()), force=force)
+    def write(self, out: str | Path, force: bool = False, progress: bool = False) -> Path:
+        """index.html and the CSVs into out: a new, empty or earlier-report folder (see analysis.writer).
+        progress: a bar on stderr when writing takes over a second."""
+        return write_report(out, f"minigpt2: {self.text}", self.subtitle, list(self.tables.values()), force=force,
+                            progress=progress)
 
 
 def _as_ids(model, text, ids, bos: bool):
@@ -133,12 +135,21 @@ def analyze(model, text=None, ids=None, k: int = 10, metric: str = "cosine",
     lap("head kNN")
     nm = cx.neuron_matches(ctx, neuron_meanings(model, vocab, k, metric, use_cache=use_cache, progress=progress))
     lap("neuron meanings")
-    evolution, evolution10 = tb.evolution_tables(ctx)
-    stream, error = st.stream_table(ctx, pm, mm, nm, position)
-    out = [tb.patterns_table(ctx, pm), tb.messages_table(ctx, mm), tb.attended_table(ctx, pm, mm),
-           tb.neurons_table(ctx, nm), tb.bos_neurons_table(ctx, nm), evolution, evolution10,
-           tb.predictions_table(ctx), stream, st.streams_table(ctx), tb.attention_grid_table(ctx),
-           *ex.position_tables(model, trace, ctx.tokens)]
+    error = None
+
+    def stream_tables():
+        nonlocal error
+        table, error = st.stream_table(ctx, pm, mm, nm, position)
+        return [table, st.streams_table(ctx)]
+
+    steps = [lambda: [tb.patterns_table(ctx, pm), tb.messages_table(ctx, mm), tb.attended_table(ctx, pm, mm)],
+             lambda: [tb.neurons_table(ctx, nm), tb.bos_neurons_table(ctx, nm)],
+             lambda: [*tb.evolution_tables(ctx), tb.predictions_table(ctx)],      # the logit lens: most of the time
+             stream_tables,
+             lambda: [tb.attention_grid_table(ctx), *ex.position_tables(model, trace, ctx.tokens)]]
+    from tqdm.auto import tqdm
+    out = [t for step in tqdm(steps, desc="tables", unit="step", disable=not progress, leave=False, delay=1)
+           for t in step()]                                                      # a bar only past a second
     if heads or neurons:
         out.insert(0, tb.selected_table(ctx, pm, mm, nm, list(heads), list(neurons)))
     lap("tables")

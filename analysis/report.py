@@ -132,10 +132,20 @@ def _npy(arr):
     return write
 
 
-def write_report(out: str | Path, title: str, subtitle: str, tables: list[Table], force: bool = False) -> Path:
-    """index.html and one CSV per table, written into out by analysis.writer's rules (its own files only)."""
+def write_report(out: str | Path, title: str, subtitle: str, tables: list[Table], force: bool = False,
+                 progress: bool = False) -> Path:
+    """index.html and one CSV per table, written into out by analysis.writer's rules (its own files only).
+    progress: a bar on stderr, once writing has taken a second."""
+    from tqdm.auto import tqdm
+
     files = {f"{t.name}.csv": t.to_csv for t in tables}
     files.update({f"{b.name}.csv": b.to_csv for t in tables for b in t.before})
     files.update({name: _npy(arr) for t in tables for name, arr in t.arrays.items()})
     files["index.html"] = lambda path: path.write_text(page_html(title, subtitle, tables), encoding="utf-8")
-    return write_folder(out, files, force=force)
+    with tqdm(total=len(files), desc="writing", unit="file", disable=not progress, leave=False, delay=1) as bar:
+        def counted(write):
+            def run(path):
+                write(path)
+                bar.update()
+            return run
+        return write_folder(out, {name: counted(write) for name, write in files.items()}, force=force)

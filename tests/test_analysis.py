@@ -673,3 +673,36 @@ def test_stream_top_by_size_breaks_ties_to_the_lower_id():
     vals, ids = _top_by_size(v, np.arange(20)[None], 10)
     assert ids.tolist() == [[0, 9, 11, 14, 15, 19, 1, 2, 3, 4]]
     assert vals.tolist() == [[2, 2, 2, 2, 2, 2, -1, -1, 1, 1]]
+
+
+def test_progress_bars_cover_the_tables_and_every_file_written(model, tmp_path, monkeypatch):
+    # tqdm shows these bars only once a stage has taken a second (delay=1); here we record what they count
+    import tqdm.auto
+    bars = []
+
+    class Recorder:
+        def __init__(self, iterable=None, total=None, desc="", disable=False, **kw):
+            self.iterable, self.total, self.desc, self.n, self.delay = iterable, total, desc, 0, kw.get("delay")
+            bars.append(self)
+
+        def __iter__(self):
+            for x in self.iterable:
+                yield x
+                self.n += 1
+
+        def update(self, n=1):
+            self.n += n
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Recorder)
+    report = analyze(model, PROMPT, k=3, progress=True)
+    out = report.write(tmp_path / "r", progress=True)
+    done = {b.desc: (b.n, b.total, b.delay) for b in bars if b.desc in ("tables", "writing")}
+    written = [p for p in out.iterdir() if p.name != "minigpt2-report.json"]
+    assert done["tables"][0] == 5 and done["tables"][2] == 1
+    assert done["writing"] == (len(written), len(written), 1)
