@@ -10,7 +10,8 @@ from functools import cached_property
 
 import numpy as np
 
-from .knn import LNIndex, VocabIndex, select_topk
+from .knn import LNIndex, VocabIndex
+from .select import select_topk
 from .lowrank import MIN_TOKENS, head_topk
 from .matches import Matches, show_token
 from .neurons import NeuronMeanings

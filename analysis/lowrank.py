@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from . import diskcache
-from .knn import select_topk
+from .select import select_topk
 from .spaces import Vocab
 
 MIN_TOKENS = 64   # below this the full search is cheaper than reading the projected vocabularies

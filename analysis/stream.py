@@ -8,7 +8,7 @@ from minigpt2.edits import ResidEdit
 from minigpt2.layers import inv_std
 
 from .context import Context, NeuronMatches
-from .knn import select_topk
+from .select import select_topk
 from .matches import Matches, show_token
 from .table import Table
 

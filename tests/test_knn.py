@@ -5,7 +5,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from analysis.knn import VocabIndex, select_topk, topk
+from analysis.knn import VocabIndex, topk
+from analysis.select import select_topk
 
 
 def brute(queries, keys, k, metric):
@@ -60,12 +61,10 @@ def test_select_topk_exact_with_ties(S, k, group, layout):
     np.testing.assert_array_equal(vals, np.take_along_axis(S, ref, 1))
 
 
-def test_large_chunked_search_matches_full_sort(monkeypatch):
-    import analysis.knn as knn
-    monkeypatch.setattr(knn, "CHUNK_BYTES", 4 * 5000 * 7)  # force 7-row chunks
+def test_large_chunked_search_matches_full_sort():
     rng = np.random.default_rng(0)
     keys, queries = rng.standard_normal((5000, 32), np.float32), rng.standard_normal((50, 32), np.float32)
-    idx, _ = topk(queries, keys, 10)
+    idx, _ = VocabIndex(keys, "cosine", chunk_bytes=4 * 5000 * 7).search(queries, 10)   # 7-row chunks
     np.testing.assert_array_equal(idx, brute(queries, keys, 10, "cosine")[0])
 
 
@@ -170,18 +169,18 @@ def test_select_topk_orders_nan_inf_and_signed_zero_like_a_stable_sort(S, k, gro
 
 def select_counting_full_sorts(S, k, *group):
     """select_topk(S, k), and the shapes of the rows it redid by a full sort."""
-    import analysis.knn as knn
-    full_sorts, real = [], knn._sorted_topk
+    import analysis.select as select
+    full_sorts, real = [], select._sorted_topk
 
     def spy(vals, cols, kk):
         full_sorts.append(vals.shape)
         return real(vals, cols, kk)
 
-    knn._sorted_topk = spy
+    select._sorted_topk = spy
     try:
         return select_topk(S, k, *group), full_sorts
     finally:
-        knn._sorted_topk = real
+        select._sorted_topk = real
 
 
 @settings(max_examples=60, deadline=None)
