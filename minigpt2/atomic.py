@@ -120,12 +120,12 @@ def write_files(folder: Path, files: dict, after=None) -> None:
             try:
                 for name in files:
                     target = folder / name
-                    if target.is_file() and not target.is_symlink():
+                    if target.is_symlink() or target.is_file():          # a link is kept as a link
                         backups[name] = tmp_path(target)
                         try:
-                            os.link(target, backups[name])
+                            os.link(target, backups[name], follow_symlinks=False)
                         except OSError:                          # no hard links here: a copy will do
-                            shutil.copy2(target, backups[name])
+                            shutil.copy2(target, backups[name], follow_symlinks=False)
                     os.replace(temps[name], target)
                     done.append(name)
                 if after is not None:

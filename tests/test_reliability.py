@@ -597,12 +597,10 @@ def test_non_utf8_argument_through_a_real_process(model_dir, tmp_path):
     assert r.stderr == b"minigpt2: error: the prompt is not valid UTF-8: byte 0xff at character 3; pass UTF-8 text\n"
 
 
-def test_a_failed_rename_restores_the_earlier_report(tmp_path, model_dir, capsys, monkeypatch):
-    """The renames are one unit: if one fails midway, the files already replaced are put back."""
+def _fail_fifth_rename(monkeypatch) -> None:
+    """The fifth os.replace of a temporary file fails as a full disk would (after the manifest and three
+    report files are in place)."""
     import minigpt2.atomic as atomic
-    out = tmp_path / "rep"
-    assert run_cli(["analyze", "first", "--model", str(model_dir), "--out", str(out), "-k", "3"], capsys)[0] == 0
-    before = snapshot(out)
     real, calls = os.replace, []
 
     def flaky(a, b):
@@ -612,9 +610,34 @@ def test_a_failed_rename_restores_the_earlier_report(tmp_path, model_dir, capsys
         return real(a, b)
 
     monkeypatch.setattr(atomic.os, "replace", flaky)
+
+
+def test_a_failed_rename_restores_the_earlier_report(tmp_path, model_dir, capsys, monkeypatch):
+    """The renames are one unit: if one fails midway, the files already replaced are put back."""
+    out = tmp_path / "rep"
+    assert run_cli(["analyze", "first", "--model", str(model_dir), "--out", str(out), "-k", "3"], capsys)[0] == 0
+    before = snapshot(out)
+    _fail_fifth_rename(monkeypatch)
     code, _, err = run_cli(["analyze", "second", "--model", str(model_dir), "--out", str(out), "-k", "3"], capsys)
     assert code == 1 and "No space left on device (injected)" in err
     assert snapshot(out) == before
+
+
+def test_a_failed_rename_puts_back_a_report_file_that_was_a_symlink(tmp_path, model_dir, capsys, monkeypatch):
+    """A symlink in place of a report file is replaced, never followed; if the write then fails, the link
+    itself comes back, pointing where it pointed."""
+    out = tmp_path / "rep"
+    assert run_cli(["analyze", "first", "--model", str(model_dir), "--out", str(out), "-k", "3"], capsys)[0] == 0
+    outside = tmp_path / "precious.csv"
+    outside.write_text("a user's file")
+    (out / "patterns.csv").unlink()
+    (out / "patterns.csv").symlink_to(outside)                # renamed first, so replaced before the failure
+    _fail_fifth_rename(monkeypatch)
+    code, _, err = run_cli(["analyze", "second", "--model", str(model_dir), "--out", str(out), "-k", "3"], capsys)
+    assert code == 1 and "No space left on device (injected)" in err
+    assert (out / "patterns.csv").is_symlink() and os.readlink(out / "patterns.csv") == str(outside)
+    assert outside.read_text() == "a user's file"
+    assert [p for p in out.iterdir() if ".minigpt2-tmp-" in p.name] == []
 
 
 def test_a_folder_in_place_of_a_report_file_is_named_before_anything_changes(tmp_path, model_dir, capsys):
