@@ -155,7 +155,7 @@ def read_hf_tensors(path: Path, cfg: GPT2Config) -> dict[str, np.ndarray]:
     tensors = {}
     for name in wanted:
         arr = views[raw_of[name]]
-        if not np.isfinite(arr).all() if arr.dtype != np.uint16 else not np.isfinite(_f32(arr)).all():
+        if not np.isfinite(_f32(arr)).all():                  # a float32 tensor is checked in place
             bad = int((~np.isfinite(_f32(arr))).sum())
             raise WeightsError(f"{path}: tensor {raw_of[name]!r} has {bad} NaN/Inf values")
         tensors[name] = arr
@@ -219,7 +219,7 @@ def split_params(t: dict[str, np.ndarray], cfg: GPT2Config) -> Params:
             W[l] = w[:, i].transpose(1, 0, 2)                                 # [D, H, e] -> [H, D, e]
             B[l] = b[i]
     return Params(
-        W_E=np.array(_f32(t["wte.weight"])), W_pos=np.array(_f32(t["wpe.weight"])),
+        W_E=_owned(t["wte.weight"]), W_pos=_owned(t["wpe.weight"]),
         ln1_w=stack("ln_1.weight", (D,)), ln1_b=stack("ln_1.bias", (D,)),
         W_Q=W_Q, W_K=W_K, W_V=W_V, b_Q=b_Q, b_K=b_K, b_V=b_V,
         W_O=stack("attn.c_proj.weight", (D, D)).reshape(L, H, e, D),   # rows are the concatenated heads
@@ -227,8 +227,13 @@ def split_params(t: dict[str, np.ndarray], cfg: GPT2Config) -> Params:
         ln2_w=stack("ln_2.weight", (D,)), ln2_b=stack("ln_2.bias", (D,)),
         W_in=stack("mlp.c_fc.weight", (D, m)), b_in=stack("mlp.c_fc.bias", (m,)),
         W_out=stack("mlp.c_proj.weight", (m, D)), b_out=stack("mlp.c_proj.bias", (D,)),
-        lnf_w=np.array(_f32(t["ln_f.weight"])), lnf_b=np.array(_f32(t["ln_f.bias"])),
+        lnf_w=_owned(t["ln_f.weight"]), lnf_b=_owned(t["ln_f.bias"]),
     )
+
+
+def _owned(a: np.ndarray) -> np.ndarray:
+    """A float32 array of its own: a view of the mapped file is copied, a widened float16 is not again."""
+    return np.require(_f32(a), requirements="O")
 
 
 def load_params(path: str | Path, cfg: GPT2Config) -> Params:

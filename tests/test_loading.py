@@ -143,3 +143,18 @@ def test_bad_ids_give_clear_errors():
         m.run([1, 2]).decompose(4, 0)
     with pytest.raises(IndexError, match="no head 3-0"):
         m.pattern_matrix(3, 0)
+
+
+def test_a_loaded_model_owns_its_weights_when_the_file_is_rewritten_in_place(ckpt):
+    # cp over the checkpoint, or any writer that rewrites the same file, changes the bytes under a mapping:
+    # a model still holding views of the mapped file would change with them (or crash, if it shrank)
+    d, _ = ckpt
+    m = minigpt2.load(d)
+    before = {f: getattr(m.params, f).copy() for f in ("W_E", "W_pos", "W_Q", "W_out", "lnf_w", "lnf_b")}
+    path = d / "model.safetensors"
+    header = 8 + int.from_bytes(path.read_bytes()[:8], "little")
+    with open(path, "r+b") as f:                                   # same file, same size: data zeroed in place
+        f.seek(header)
+        f.write(bytes(path.stat().st_size - header))
+    for f, arr in before.items():
+        np.testing.assert_array_equal(getattr(m.params, f), arr)
