@@ -293,15 +293,23 @@ class Decomposition:
 
 def row_labels(rows) -> list[str]:
     """A readable name per row ("L5 H10 message from 3", "L2 N666", ...) of a Decomposition or Contributions."""
-    out = []
-    for k, l, h, s, n in zip(rows.kind.tolist(), rows.layer_of.tolist(), rows.head.tolist(),
-                             rows.source.tolist(), rows.neuron.tolist()):
-        out.append({"tok_embed": "token embedding", "pos_embed": "position embedding",
-                    "patch": f"resid_pre[{l}] patched",
-                    "message": f"L{l} H{h} message from {s}" if s >= 0 else
-                               (f"L{l} H{h} messages" if h >= 0 else f"L{l} messages"),
-                    "b_O": f"L{l} b_O", "neuron": f"L{l} N{n}" if n >= 0 else f"L{l} neurons",
-                    "b_out": f"L{l} b_out", "embedding": "embeddings", "attention": f"L{l} attention",
-                    "mlp": f"L{l} MLP"}[k] if l >= 0 or k in ("tok_embed", "pos_embed", "embedding") else
-                   {"message": "messages", "neuron": "neurons", "b_O": "b_O", "b_out": "b_out"}.get(k, k))
-    return out
+    return [_label(*r) for r in zip(rows.kind.tolist(), rows.layer_of.tolist(), rows.head.tolist(),
+                                    rows.source.tolist(), rows.neuron.tolist())]
+
+
+_FIXED = {"tok_embed": "token embedding", "pos_embed": "position embedding", "embedding": "embeddings"}
+_SUMMED = {"message": "messages", "neuron": "neurons"}     # by("kind") rows: one per kind, no layer
+
+
+def _label(kind: str, l: int, h: int, s: int, n: int) -> str:
+    if kind in _FIXED:
+        return _FIXED[kind]
+    if l < 0:
+        return _SUMMED.get(kind, kind)
+    if kind == "message":
+        return f"L{l} H{h} message from {s}" if s >= 0 else (f"L{l} H{h} messages" if h >= 0 else f"L{l} messages")
+    if kind == "neuron":
+        return f"L{l} N{n}" if n >= 0 else f"L{l} neurons"
+    if kind == "patch":
+        return f"resid_pre[{l}] patched"
+    return f"L{l} {dict(attention='attention', mlp='MLP').get(kind, kind)}"      # b_O, b_out, attention, MLP

@@ -454,6 +454,10 @@ def test_decomposition_labels_name_their_rows(model):
     assert d.kind[layer1] == "message" and d.head[layer1 + 3 * 6 + 5] == 3 and d.source[layer1 + 3 * 6 + 5] == 5
     np.testing.assert_allclose(d.vectors[layer1 + 3 * 6 + 5],
                                tr.attn[1, 3, 5, 5] * tr.messages[1, 3, 5], rtol=1e-5, atol=1e-7)
+    assert d.by("layer").labels == ["embeddings", "L0 attention", "L0 MLP", "L1 attention", "L1 MLP"]
+    assert d.by("head").labels[:3] == ["token embedding", "position embedding", "L0 H0 messages"]
+    patched = model.run(model.encode(PROMPT), edits=[minigpt2.Edit.resid(1, 5, tr.resid_pre[1, 5])]).decompose(2, 5)
+    assert patched.labels[0] == "resid_pre[1] patched" and patched.by("kind").labels[0] == "patch"
 
 
 def test_stream_words_of_messages_and_of_neurons_of_either_sign(model, report, words):
