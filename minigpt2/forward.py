@@ -16,8 +16,6 @@ from .weights import Params
 BLOCK = 128   # query rows per attention block: keys past the block's last row are never computed
 
 
-
-
 def check_ids(ids, cfg: GPT2Config) -> np.ndarray:
     ids = np.asarray(ids)
     if ids.ndim != 1:
@@ -142,11 +140,16 @@ def _logits(p: Params, cfg: GPT2Config, ids: np.ndarray, edits: tuple, start: in
     x = embed(ids, p) if start == 0 else np.array(resid, np.float32)
     for l in range(start, cfg.n_layers):
         x = _patched(x, edits, l)
-        heads = tuple(e for e in edits if isinstance(e, HeadEdit) and e.layer == l)
-        neurons = tuple(e for e in edits if isinstance(e, NeuronEdit) and e.layer == l)
+        heads, neurons = _layer_edits(edits, l)
         x = x + attention(x, p, l, cfg.layer_norm_eps, scratch, heads)[-1]
         x = x + mlp(x, p, l, cfg.layer_norm_eps, neurons)[-1]
     return unembed(_patched(x, edits, cfg.n_layers), p, cfg.layer_norm_eps)
+
+
+def _layer_edits(edits: tuple, layer: int) -> tuple[tuple, tuple]:
+    """(head edits, neuron edits) of this layer."""
+    return (tuple(e for e in edits if isinstance(e, HeadEdit) and e.layer == layer),
+            tuple(e for e in edits if isinstance(e, NeuronEdit) and e.layer == layer))
 
 
 def _patched(x: np.ndarray, edits: tuple, layer: int) -> np.ndarray:
@@ -183,8 +186,7 @@ def _run(p: Params, cfg: GPT2Config, ids: np.ndarray, edits: tuple) -> Trace:
     x = embed(ids, p)
     for l in range(L):
         resid_pre[l] = x = _patched(x, edits, l)
-        heads = tuple(ed for ed in edits if isinstance(ed, HeadEdit) and ed.layer == l)
-        neurons = tuple(ed for ed in edits if isinstance(ed, NeuronEdit) and ed.layer == l)
+        heads, neurons = _layer_edits(edits, l)
         ln1[l], keys[l], values[l], attn_out[l] = attention(x, p, l, eps, attn[l], heads)
         # patterns and messages are not stored: Trace expands them from keys and values on access
         np.einsum("hte,he->ht", keys[l] * inv_sqrt, p.b_Q[l], out=pattern_bias[l])   # c_k carries the 1/sqrt(e)

@@ -1,14 +1,33 @@
 """GPT-2 byte-level BPE through the `tokenizers` library: encode with BOS, decode, per-token text."""
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from .errors import TokenizerError, check_text
+
 ENDOFTEXT = "<|endoftext|>"
 
 
-from .errors import TokenizerError, check_text
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's printable stand-in character for each byte (ids 0..255 of its vocabulary, in order)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs)))
+
+
+@lru_cache(maxsize=None)
+def _unicode_to_byte() -> dict[str, int]:
+    """The inverse of bytes_to_unicode, made once (token_bytes runs for every fragment a table shows)."""
+    return {c: b for b, c in bytes_to_unicode().items()}
 
 
 def gpt2_bpe_tokenizer(vocab_json: str | Path, merges_txt: str | Path):
@@ -84,9 +103,7 @@ class GPT2Tokenizer:
 
     def token_bytes(self, i: int) -> bytes:
         """The raw bytes of token i (a byte fragment's own bytes, where decoding alone gives U+FFFD)."""
-        from .checkpoint import bytes_to_unicode
-
-        inverse = {c: b for b, c in bytes_to_unicode().items()}
+        inverse = _unicode_to_byte()
         piece = self._tok.id_to_token(int(i)) or ""
         if piece and all(c in inverse for c in piece):
             return bytes(inverse[c] for c in piece)
