@@ -518,7 +518,6 @@ def test_report_files_that_are_symlinks_are_replaced_not_followed(tmp_path, mode
 
 
 def test_a_failed_write_keeps_an_earlier_empty_manifest(tmp_path, model_dir, capsys, monkeypatch):
-    import minigpt2.atomic as atomic
     out = tmp_path / "rep"
     out.mkdir()
     (out / MANIFEST).write_text(json.dumps({"tool": "minigpt2", "files": []}))
@@ -527,8 +526,7 @@ def test_a_failed_write_keeps_an_earlier_empty_manifest(tmp_path, model_dir, cap
     def full(*a, **k):
         raise OSError(28, "No space left on device (injected)")
 
-    monkeypatch.setattr(atomic, "write_files", full)
-    monkeypatch.setattr("analysis.writer.write_files", full)
+    monkeypatch.setattr("analysis.writer.write_files", full)   # writer's own name for it (imported by value)
     assert run_cli(["analyze", "hi", "--model", str(model_dir), "--out", str(out), "-k", "3"], capsys)[0] == 1
     assert sorted(p.name for p in out.iterdir()) == [MANIFEST]           # still a report folder
     assert json.loads((out / MANIFEST).read_text()) == json.loads(before[MANIFEST])
@@ -550,14 +548,15 @@ INTERRUPT = textwrap.dedent("""
                 os.kill(os.getpid(), sig)
         tables.Table.to_csv = to_csv
     else:
-        real_save = diskcache.np.ascontiguousarray
-        calls = []
-        def slow(a, *args, **kw):
-            calls.append(1)
-            if len(calls) == 8:                  # while the cache file is being written
+        import contextlib
+        real_atomic = diskcache.atomic_file
+        @contextlib.contextmanager
+        def atomic_file(path):                   # the first cache file: signalled once its temporary is written
+            with real_atomic(path) as tmp:
+                yield tmp
+                print("TEMPORARY", tmp, os.path.getsize(tmp), flush=True)
                 os.kill(os.getpid(), sig)
-            return real_save(a, *args, **kw)
-        diskcache.np.ascontiguousarray = slow
+        diskcache.atomic_file = atomic_file
     from analysis.cli import main
     sys.exit(main(sys.argv[3:]))
 """)
@@ -581,6 +580,11 @@ def test_interrupted_run_leaves_nothing_partial(sig, code, where, tmp_path, mode
     assert kept == before                                                   # the earlier report, intact
     cache = tmp_path / "cache"
     debris = [p for p in cache.rglob("*") if ".minigpt2-tmp-" in p.name] if cache.exists() else []
+    if where == "cache":                         # the signal came while a written temporary cache file existed
+        (line,) = [x for x in r.stdout.splitlines() if x.startswith("TEMPORARY ")]
+        temporary, size = Path(line.split()[1]), int(line.split()[2])
+        assert size > 0 and ".minigpt2-tmp-" in temporary.name
+        assert debris == ([] if code > 0 else [temporary])
     if code > 0:
         assert debris == [] and snapshot(out) == before
     else:                                        # SIGKILL runs no cleanup; the next run sweeps what it left
