@@ -3,7 +3,8 @@
 A cache file is MAGIC, an 8-byte header length, a JSON header, then the raw arrays (64-byte aligned).
 The header carries the fingerprint of the weights and settings the arrays came from, and each array's
 dtype, shape and checksum. A load that finds any mismatch, or cannot read the file, prints one warning
-line on stderr and returns None: the caller rebuilds the arrays and saves them over the bad file.
+line on stderr and returns None: the caller rebuilds the arrays and saves them over the bad file. A
+file written by an older minigpt2 (another MAGIC version) is rebuilt the same way, without a warning.
 Writes are atomic (minigpt2.atomic): a killed run leaves at most a temporary file, swept on the next
 save into the same folder.
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from minigpt2.errors import InputError
 
-from .select import _select_parallel
+from .select import select_parallel
 
 CHUNK_BYTES = 256 << 20  # scores per chunk: 256 MiB (~1300 rows of GPT-2's vocabulary), so peak memory
                          # stays bounded for any n; smaller chunks slow BLAS down (280 vs 340 GFLOP/s)
@@ -247,9 +247,9 @@ def _search(keys, q, row_offset, col_scale, k, bottom: bool, chunk_bytes: int = 
                     S[lo - a:hi - a] *= scales[g]
         elif col_scale is not None:
             S *= col_scale
-        top[0][a:b], top[1][a:b] = _select_parallel(S, k)
+        top[0][a:b], top[1][a:b] = select_parallel(S, k)
         if bottom:
             np.negative(S, out=S)
-            low[0][a:b], s = _select_parallel(S, k)
+            low[0][a:b], s = select_parallel(S, k)
             low[1][a:b] = -s
     return top, low

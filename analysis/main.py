@@ -1,4 +1,4 @@
-"""The main job: analyze(model, text) -> Report (all the essay's tables), and the CLI around it."""
+"""The main job: analyze(model, text) -> Report (all the essay's tables), and the printout the CLI shows."""
 from __future__ import annotations
 
 import math

@@ -1,5 +1,5 @@
-"""The only formatting code: tables to a self-contained HTML page (no CDN, works offline) and CSV files,
-written by analysis.writer (atomically, and only ever replacing the report's own files)."""
+"""The report: tables as one self-contained HTML page (no CDN, works offline) beside each table's CSV
+(Table.to_csv), written by analysis.writer (atomically, and only ever replacing the report's own files)."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -14,26 +14,23 @@ A row holding NaN, or tied at its floor in very many groups, is redone with a fu
 """
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 GROUP = 24   # group size: measured best of 16-64 on 41,574- and 50,257-word rows
 MAX_GROUPS_PER_ROW = 64  # candidate groups a row may bring, beyond k (about k is usual); more: a full sort
-POOL = ThreadPoolExecutor(2)  # selection of one chunk on two threads (numpy releases the GIL in these kernels)
+POOL = ThreadPoolExecutor(1)  # the second half of a chunk's selection (numpy releases the GIL in these kernels)
 
 
-def select_topk_async(S: np.ndarray, k: int) -> Future:
-    """select_topk on the selection thread pool: overlap it with the next matmul (numpy releases the GIL)."""
-    return POOL.submit(select_topk, S, k)
-
-
-def _select_parallel(S: np.ndarray, k: int):
+def select_parallel(S: np.ndarray, k: int):
+    """select_topk of S [r, V] on two cores: one half on the pool's thread, the other here."""
     if S.shape[0] < 64:
         return select_topk(S, k)
     h = S.shape[0] // 2
-    top, bottom = select_topk_async(S[:h], k), select_topk_async(S[h:], k)
-    (i1, v1), (i2, v2) = top.result(), bottom.result()
+    other = POOL.submit(select_topk, S[h:], k)
+    i1, v1 = select_topk(S[:h], k)
+    i2, v2 = other.result()
     return np.concatenate([i1, i2]), np.concatenate([v1, v2])
 
 

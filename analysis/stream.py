@@ -122,7 +122,7 @@ def _rollup(d, effect: np.ndarray, effect_next: np.ndarray | None) -> Table:
     by_head.sort(key=lambda r: -abs(r[2]))
     return Table("stream_rollup", "Rollup", ["by", "group", "direct effect", "direct effect (actual next)"],
                  rows + by_head[:20], "Sums of the rows below: by kind, by layer and block, and the 20 heads with "
-                 "the largest total direct effect (the CSV has every head).")
+                 "the largest total direct effect (every head's rows are in stream.csv).")
 
 
 STREAM_TOP = 10   # per position, in the all-positions view: the largest heads and neurons (streams.csv)

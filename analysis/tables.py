@@ -97,7 +97,7 @@ def attended_table(ctx: Context, pm: Matches, mm: Matches) -> Table:
 def attention_grid_table(ctx: Context) -> Table:
     """Every head's attention as a small heat map (query rows x key columns), the essay's per-head view.
 
-    Whole heads up to ATTENDED_CELLS attention cells, in layer and head order (Trace.attn has them all)."""
+    Every head, in layer and head order, cut to its first GRID_TOKENS tokens (Trace.attn has them all)."""
     tr = ctx.trace
     L, H, T = tr.attn.shape[:3]
     W = min(T, GRID_TOKENS)

@@ -161,7 +161,8 @@ def _patched(x: np.ndarray, edits: tuple, layer: int) -> np.ndarray:
 
 
 def run(p: Params, cfg: GPT2Config, ids, edits=()) -> Trace:
-    """Forward pass that records every pattern, message, attention, activation and residual.
+    """Forward pass that records every pattern and message (as keys and values: Trace expands them on
+    access), attention, activation and residual.
 
     edits (minigpt2.Edit.neuron / head / resid) are applied as the pass goes; the Trace records what ran.
     """

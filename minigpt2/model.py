@@ -37,7 +37,8 @@ class Model:
 
     # forward
     def run(self, ids, edits=()) -> Trace:
-        """Forward pass recording every pattern, message, attention, activation and residual.
+        """Forward pass recording every pattern and message (as keys and values, expanded on access),
+        attention, activation and residual.
 
         edits: minigpt2.Edit.neuron / head / resid, applied inside the pass (see minigpt2.edits)."""
         return forward.run(self.params, self.cfg, ids, edits)

@@ -16,9 +16,9 @@ class Trace:
     """Everything a forward pass computed. L layers, H heads, T tokens, D d_model, m d_mlp, V vocab.
 
     patterns, messages and mlp_pre are properties: they are exact functions of what is stored (keys, values,
-    ln2 and the weights), expanded on first access and then kept. run() so writes 2 x L H T D floats less
-    (1.8 GB at T=1024 for GPT-2 small), and the analysis, which searches in the rank-e space, never expands
-    them.
+    ln2 and the weights), expanded on first access and then kept. run() so writes 2 L H T D + L T m floats
+    less (1.06 GB at T=1024 for GPT-2 small), and the analysis of a long prompt, which searches in the
+    rank-e space, never expands them.
     """
     params: Params             # the weights it ran with (a reference, not a copy)
     ids: np.ndarray            # [T]           token ids

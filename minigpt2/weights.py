@@ -64,7 +64,8 @@ def hf_shapes(cfg: GPT2Config) -> dict[str, tuple[int, ...]]:
 
 
 ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
-FLOATS = {"F64", "F32", "F16", "BF16"}   # all read exactly into float32 (bfloat16 is float32's top 16 bits)
+FLOATS = {"F64", "F32", "F16", "BF16"}   # read into float32: F16 and BF16 exactly (bfloat16 is float32's top
+                                         # 16 bits), F64 rounded
 MAX_HEADER = 100 << 20                     # the safetensors format's own limit on the header
 
 
