@@ -1,6 +1,7 @@
 """Shared helpers: fixture paths, random tiny models, and an independent float64 reference forward pass."""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,9 @@ from minigpt2.weights import split_params
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
+@functools.lru_cache(maxsize=None)
 def hub_online() -> bool:
-    """Whether huggingface.co answers (the opt-in hub tests run only then, or with MINIGPT2_HUB_TESTS=1)."""
+    """Whether huggingface.co answers (asked once a session: the hub tests run only then)."""
     import socket
     try:
         socket.create_connection(("huggingface.co", 443), timeout=3).close()

@@ -394,13 +394,20 @@ def test_byte_level_vocabulary_falls_back_to_valid_text_and_says_so(tmp_path):
     rep = run_analysis(m, "hi there", k=3, progress=False)
     assert rep.word_filter == "valid text" and "every token of valid text kept" in rep.subtitle
     # valid text, decided here byte by byte: bytes 0x80..0xff alone are no UTF-8; blank bytes are dropped too
-    kept = [b for b in range(256) if b < 0x80 and chr(b).strip()] + [299]
+    from minigpt2.tokenizer import bytes_to_unicode
+    byte_of_id = list(bytes_to_unicode())                 # GPT-2's byte tokens: id i stands for this byte
+    kept = [i for i, b in enumerate(byte_of_id) if b < 0x80 and chr(b).strip()] + [299]
     assert rep.words_dropped == 300 - len(kept)
-    allowed = {m.tokenizer.decode([i]) for i in kept}
     for r in rep["patterns"].rows:
         assert r[4] == HIGH_BIAS or r[4].replace(", ", ",").replace("·", " ") == r[6]
-    pm = [r[6] for r in rep["patterns"].rows]
-    assert all(any(w in allowed for w in cell.split(",")) for cell in pm)
+    from analysis import context as cx
+    from analysis.spaces import build_vocab
+    vocab = build_vocab(m, min_words=3)
+    assert vocab.words.tolist() == kept
+    tr = m.run(m.encode("hi there"))
+    ctx = cx.Context(m, tr, vocab, m.token_strings(tr.ids), 3, use_cache=False)
+    for found in (cx.pattern_matches(ctx), cx.message_matches(ctx)):   # every match is a kept token
+        assert set(found.ids.ravel().tolist()) <= set(kept)
 
 
 def test_make_checkpoint_needs_the_bpe_files_for_a_gpt2_vocabulary(tmp_path, monkeypatch):

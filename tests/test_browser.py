@@ -1,7 +1,6 @@
 """The page in a real browser (Debian's chromium and chromium-driver, through selenium): tabs, sticky headers
 and label columns in the real scroll container, the jump box, the row filter, tooltips, the position chooser,
 and the page with JavaScript off. Skipped where chromium, its driver or selenium is missing."""
-import os
 import re
 import shutil
 
@@ -30,10 +29,11 @@ from selenium.webdriver.common.keys import Keys  # noqa: E402
 def page(tmp_path_factory, gpt2_bpe_files):
     from minigpt2.checkpoint import make_checkpoint
     from minigpt2.config import KNOWN_CONFIGS
-    os.environ.setdefault("MINIGPT2_CACHE", str(tmp_path_factory.mktemp("cache")))
     d = make_checkpoint(KNOWN_CONFIGS["tiny"], tmp_path_factory.mktemp("tiny"), seed=3)
     model = minigpt2.load(d)
-    rep = analyze(model, PROMPT, k=5, progress=False, bias_threshold=0.4, heads=[(1, 2)], neurons=[(1, 17)])
+    with pytest.MonkeyPatch.context() as mp:                # a private cache, for this module only
+        mp.setenv("MINIGPT2_CACHE", str(tmp_path_factory.mktemp("cache")))
+        rep = analyze(model, PROMPT, k=5, progress=False, bias_threshold=0.4, heads=[(1, 2)], neurons=[(1, 17)])
     return rep.write(tmp_path_factory.mktemp("page") / "r") / "index.html", rep
 
 

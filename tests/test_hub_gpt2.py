@@ -1,6 +1,8 @@
 """The real GPT-2 from the Hugging Face hub against the essay's published numbers (and TransformerLens's).
 
-Opt-in: skipped when the hub is unreachable; MINIGPT2_HUB_TESTS=1 forces them (and then they fail offline).
+They run where the hub is reachable (downloading GPT-2 small, 0.5 GB, once into the Hugging Face cache) and
+are skipped where it is not. MINIGPT2_HUB_TESTS=1 forces them (they then fail offline); MINIGPT2_HUB_TESTS=0
+skips them (no download).
 """
 import os
 
@@ -12,8 +14,10 @@ import minigpt2
 from .conftest import hub_online as _online
 
 
-pytestmark = pytest.mark.skipif(os.environ.get("MINIGPT2_HUB_TESTS") != "1" and not _online(),
-                                reason="offline: the Hugging Face hub is unreachable (MINIGPT2_HUB_TESTS=1 forces)")
+_choice = os.environ.get("MINIGPT2_HUB_TESTS")
+pytestmark = pytest.mark.skipif(_choice == "0" or (_choice != "1" and not _online()),
+                                reason="MINIGPT2_HUB_TESTS=0" if _choice == "0" else
+                                "offline: the Hugging Face hub is unreachable (MINIGPT2_HUB_TESTS=1 forces)")
 
 ESSAY_TEXT = "<|endoftext|> The baseball player hit a home run"
 ESSAY_IDS = [50256, 383, 9283, 2137, 2277, 257, 1363, 1057]
@@ -42,8 +46,9 @@ def gpt2():
 @pytest.fixture(scope="module")
 def report(gpt2, tmp_path_factory):
     from analysis import analyze
-    os.environ.setdefault("MINIGPT2_CACHE", str(tmp_path_factory.mktemp("cache")))
-    return analyze(gpt2, ESSAY_TEXT, progress=False)
+    with pytest.MonkeyPatch.context() as mp:                # a private cache, for this module only
+        mp.setenv("MINIGPT2_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield analyze(gpt2, ESSAY_TEXT, progress=False)
 
 
 def test_the_essays_tokens_and_predictions(gpt2):
