@@ -52,6 +52,15 @@ def _ln(x, w, b, eps):
     return (x - mu) / np.sqrt(var + eps) * w + b
 
 
+def gelu64(u: np.ndarray) -> np.ndarray:
+    """GPT-2's gelu_new, written out in float64 (the reference's, not minigpt2.layers')."""
+    return 0.5 * u * (1 + np.tanh(np.sqrt(2 / np.pi) * (u + 0.044715 * u ** 3)))
+
+
+ESSAY_TEXT = "<|endoftext|> The baseball player hit a home run"     # the README's main command
+ESSAY_IDS = [50256, 383, 9283, 2137, 2277, 257, 1363, 1057]           # the essay's tokens
+
+
 def reference_forward(t: dict, cfg: GPT2Config, ids) -> dict:
     f = {k: v.astype(np.float64) for k, v in t.items()}
     T, D, H, e, eps = len(ids), cfg.d_model, cfg.n_heads, cfg.d_head, cfg.layer_norm_eps
@@ -74,7 +83,7 @@ def reference_forward(t: dict, cfg: GPT2Config, ids) -> dict:
             heads.append(w @ v)
         x = x + np.concatenate(heads, 1) @ f[p + "attn.c_proj.weight"] + f[p + "attn.c_proj.bias"]
         u = _ln(x, f[p + "ln_2.weight"], f[p + "ln_2.bias"], eps) @ f[p + "mlp.c_fc.weight"] + f[p + "mlp.c_fc.bias"]
-        g = 0.5 * u * (1 + np.tanh(np.sqrt(2 / np.pi) * (u + 0.044715 * u ** 3)))
+        g = gelu64(u)
         acts.append(g)
         x = x + g @ f[p + "mlp.c_proj.weight"] + f[p + "mlp.c_proj.bias"]
         attns.append(layer_attn)

@@ -14,6 +14,8 @@ from analysis import analyze
 from analysis.matches import HIGH_BIAS
 from analysis.spaces import word_ids
 
+from .conftest import ESSAY_IDS, ESSAY_TEXT
+
 PROMPT = "The baseball player hit a home run"
 
 
@@ -329,8 +331,6 @@ def test_neuron_cache_is_reused(model, monkeypatch):
 
 # -- the command line --------------------------------------------------------------------------
 
-ESSAY_TEXT = "<|endoftext|> The baseball player hit a home run"     # the README's main command
-ESSAY_IDS = [50256, 383, 9283, 2137, 2277, 257, 1363, 1057]           # the essay's tokens
 
 
 def test_analyze_cli_prints_the_essays_tokens_and_printout(tiny_dir, model, tmp_path, capsys):
@@ -517,11 +517,11 @@ def test_bos_neuron_threshold_is_a_quarter(model):
     assert sorted(r[1] for r in t.rows) == [0, 1, 5]        # |-0.9| / 4 = 0.225 qualifies too
 
 
-@pytest.mark.parametrize("n_tokens", [70])
-def test_long_prompt_messages_and_patterns_through_analyze(model, words, n_tokens):
+def test_long_prompt_messages_and_patterns_through_analyze(model, words):
     """64+ tokens take the low-rank path (keys for patterns, values for messages) inside analyze()."""
     from analysis.lowrank import MIN_TOKENS
     text = " ".join(["The baseball player hit a home run"] * 10)
+    n_tokens = 70
     ids = model.encode(text)[:n_tokens]
     assert len(ids) == n_tokens >= MIN_TOKENS
     rep = analyze(model, ids=ids, k=5, progress=False)

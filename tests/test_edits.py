@@ -105,7 +105,7 @@ def test_scale_one_and_own_vector_change_nothing(case, data):
 @given(model_and_ids())
 def test_ablating_every_head_leaves_attention_adding_only_b_O(case):
     """An independent forward pass whose attention blocks add b_O alone, in float64."""
-    from .conftest import _ln
+    from .conftest import _ln, gelu64
     model, ids = case
     cfg, p = model.cfg, model.params
     edits = [Edit.head(l, h, 0.0) for l in range(cfg.n_layers) for h in range(cfg.n_heads)]
@@ -114,8 +114,7 @@ def test_ablating_every_head_leaves_attention_adding_only_b_O(case):
     for l in range(cfg.n_layers):
         x = x + p.b_O[l]
         u = _ln(x, p.ln2_w[l], p.ln2_b[l], cfg.layer_norm_eps) @ p.W_in[l] + p.b_in[l]
-        g = 0.5 * u * (1 + np.tanh(np.sqrt(2 / np.pi) * (u + 0.044715 * u ** 3)))
-        x = x + g @ p.W_out[l] + p.b_out[l]
+        x = x + gelu64(u) @ p.W_out[l] + p.b_out[l]
     logits = _ln(x, p.lnf_w, p.lnf_b, cfg.layer_norm_eps) @ p.W_E.T.astype(np.float64)
     np.testing.assert_allclose(tr.logits, logits, rtol=1e-4, atol=1e-4)
     assert (tr.attn == 0).all()

@@ -11,6 +11,7 @@ import pytest
 
 import minigpt2
 
+from .conftest import ESSAY_IDS, ESSAY_TEXT
 from .conftest import hub_online as _online
 
 
@@ -19,8 +20,6 @@ pytestmark = pytest.mark.skipif(_choice == "0" or (_choice != "1" and not _onlin
                                 reason="MINIGPT2_HUB_TESTS=0" if _choice == "0" else
                                 "offline: the Hugging Face hub is unreachable (MINIGPT2_HUB_TESTS=1 forces)")
 
-ESSAY_TEXT = "<|endoftext|> The baseball player hit a home run"
-ESSAY_IDS = [50256, 383, 9283, 2137, 2277, 257, 1363, 1057]
 
 # The essay's table "the results for 'home' for all 12 heads in layer 0" (bold marks and U+FFFD dropped).
 ESSAY_HOME = {

@@ -44,6 +44,18 @@ def test_topk_equals_brute_force(case):
         np.testing.assert_array_equal(idx, ref)  # integer data: exact scores, so ties must go to the lower index
 
 
+def stable_topk(S: np.ndarray, k: int) -> np.ndarray:
+    """The reference: the first k columns of each row by (value desc, column asc), a full stable sort."""
+    return np.lexsort((np.broadcast_to(np.arange(S.shape[1]), S.shape), -S), axis=-1)[:, :k]
+
+
+def assert_selects_like_a_stable_sort(S, k, group):
+    idx, vals = select_topk(S, k, group)
+    ref = stable_topk(S, k)
+    np.testing.assert_array_equal(idx, ref)
+    np.testing.assert_array_equal(vals, np.take_along_axis(S, ref, 1))
+
+
 @settings(max_examples=100, deadline=None)
 @given(arrays(np.float32, st.tuples(st.integers(1, 30), st.integers(1, 400)), elements=st.integers(-2, 2)),
        st.integers(1, 40), st.sampled_from([2, 4, 16]), st.sampled_from(["C", "F", "strided"]))
@@ -55,10 +67,7 @@ def test_select_topk_exact_with_ties(S, k, group, layout):
         wide = np.zeros((S.shape[0], 2 * S.shape[1] + 1), S.dtype)
         wide[:, : 2 * S.shape[1]:2] = S
         S = wide[:, : 2 * S.shape[1]:2]
-    idx, vals = select_topk(S, k, group)
-    ref = np.lexsort((np.broadcast_to(np.arange(S.shape[1]), S.shape), -S), axis=-1)[:, :k]
-    np.testing.assert_array_equal(idx, ref)
-    np.testing.assert_array_equal(vals, np.take_along_axis(S, ref, 1))
+    assert_selects_like_a_stable_sort(S, k, group)
 
 
 def test_large_chunked_search_matches_full_sort():
@@ -161,10 +170,7 @@ def test_stacked_ln_search_equals_each_search(seed, metric):
 def test_select_topk_orders_nan_inf_and_signed_zero_like_a_stable_sort(S, k, group):
     # NaN hides inside a group maximum and -0.0 == 0.0 must tie: the result is still a stable sort's
     k = min(k, S.shape[1])
-    idx, vals = select_topk(S, k, group)
-    ref = np.lexsort((np.broadcast_to(np.arange(S.shape[1]), S.shape), -S), axis=-1)[:, :k]
-    np.testing.assert_array_equal(idx, ref)
-    np.testing.assert_array_equal(vals, np.take_along_axis(S, ref, 1))
+    assert_selects_like_a_stable_sort(S, k, group)
 
 
 def select_counting_full_sorts(S, k, *group):
@@ -190,7 +196,7 @@ def test_select_topk_floor_is_a_true_lower_bound(S, k):
     # the floor must never exceed a row's k-th largest score: finite rows are then never redone by a full sort
     (idx, _), full_sorts = select_counting_full_sorts(S, k, 24)
     assert full_sorts == []
-    ref = np.lexsort((np.broadcast_to(np.arange(S.shape[1]), S.shape), -S), axis=-1)[:, :k]
+    ref = stable_topk(S, k)
     np.testing.assert_array_equal(idx, ref)
 
 
@@ -202,7 +208,7 @@ def test_rows_tied_everywhere_are_sorted_alone_not_expanded():
     S[7] = np.where(np.arange(5000) % 2 == 0, 1.0, -1.0)     # 2,500 columns tied at the top
     (idx, _), full_sorts = select_counting_full_sorts(S, 10)
     assert full_sorts == [(1, 5000), (1, 5000)]
-    ref = np.lexsort((np.broadcast_to(np.arange(5000), S.shape), -S), axis=-1)[:, :10]
+    ref = stable_topk(S, 10)
     np.testing.assert_array_equal(idx, ref)
     np.testing.assert_array_equal(idx[3], np.arange(10))
     np.testing.assert_array_equal(idx[7], np.arange(0, 20, 2))
