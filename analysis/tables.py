@@ -174,7 +174,8 @@ def bos_neurons_table(ctx: Context, nm: NeuronMatches, limit: int = 40) -> Table
     return Table("bos_neurons", "BOS neurons",
                  ["layer", "neuron", "activation at 0", "max |activation| elsewhere", "output words",
                   "input words"] + ctx.token_columns(), rows,
-                 f"Neurons whose activation at position 0 ({ctx.tokens[0]!r}) is positive and at least 4x their "
+                 f"Neurons whose activation at position 0 ({ctx.tokens[0]!r}) is positive and at least "
+                 f"{1 / BOS_RATIO:g}x their "
                  "largest activation anywhere else, strongest first. Position 0 sees no context, so these "
                  "contributions are the same for every prompt that starts with this token." + none,
                  heat=tuple(ctx.token_columns()), zeros_as_dashes=True,
@@ -191,9 +192,10 @@ def evolution_tables(ctx: Context) -> tuple[Table, Table]:
     top = logit_lens_top(ctx, 10)                                         # [L+1, T, 10]
     L = top.shape[0] - 1
     names = [f"layer {l}" for l in range(L)] + ["predicted"]
-    lab = ctx.label
-    one = [[names[l]] + [lab(top[l, t, 0]) for t in range(top.shape[1])] for l in range(L + 1)]
-    ten = [[names[l]] + [", ".join(lab(i) for i in top[l, t]) for t in range(top.shape[1])] for l in range(L + 1)]
+    label = {i: ctx.label(i) for i in np.unique(top).tolist()}            # each token once, not per cell
+    ids = top.tolist()
+    one = [[names[l]] + [label[row[0]] for row in ids[l]] for l in range(L + 1)]
+    ten = [[names[l]] + [", ".join(map(label.__getitem__, row)) for row in ids[l]] for l in range(L + 1)]
     cols = ["residual"] + ctx.token_columns()
     note = ("The logit lens: each row is the residual stream entering that layer (columns: its token), put "
             "through the final LayerNorm and compared with every token by logit; 'predicted' is the model's "
