@@ -32,13 +32,13 @@ def cmd_ablate(args) -> int:
     ids = model.encode(text, bos=not args.no_bos)
     edits = _edits(args, model.cfg)
     tokens = model.token_strings(ids)
-    t = ablation_table(model, ids, edits, tokens, top=args.top)
+    before, after = model.logits(ids), model.logits(ids, edits=edits)
+    t = ablation_table(model, ids, edits, tokens, top=args.top, logits=(before, after))
     print("Edits: " + "; ".join(map(str, edits)))
     print("Predicted tokens, before -> after:")
     for r in t.rows:
         mark = "" if r[2] == r[3] else "   (changed)"
         print(f"  {_show(r[1])}|{_show(r[2])}| -> |{_show(r[3])}|{mark}")
-    before, after = model.logits(ids), model.logits(ids, edits=edits)
     nxt = ids[1:]
     ok0 = int((before[:-1].argmax(-1) == nxt).sum())
     ok1 = int((after[:-1].argmax(-1) == nxt).sum())

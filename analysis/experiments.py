@@ -51,9 +51,10 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 
 # -- 1. interventions ---------------------------------------------------------------------------
 
-def ablation_table(model, ids, edits, tokens: list[str], top: int = 5) -> Table:
-    """Predictions before and after the edits, and the biggest logit changes at each position."""
-    before, after = model.logits(ids), model.logits(ids, edits=edits)
+def ablation_table(model, ids, edits, tokens: list[str], top: int = 5, logits: tuple | None = None) -> Table:
+    """Predictions before and after the edits, and the biggest logit changes at each position.
+    logits: (before, after) [T, V] when the caller has run both passes already."""
+    before, after = logits if logits is not None else (model.logits(ids), model.logits(ids, edits=edits))
     lp0, lp1 = log_softmax(before), log_softmax(after)
     s = model.token_strings
     rows = []
