@@ -129,13 +129,11 @@ def direct_effects(model, trace) -> dict[str, np.ndarray]:
     direction = direction - direction.mean(axis=1, keepdims=True)                 # centring, moved onto the direction
     scale = inv_std(trace.resid_pre[-1, : T - 1], cfg.layer_norm_eps)[:, 0]       # [T-1]
     w = direction * scale[:, None]                                                # [T-1, D]
-    L, H = cfg.n_layers, cfg.n_heads
-    heads = np.empty((L, H))
-    neurons = np.empty((L, cfg.d_mlp))
-    for l in range(L):
-        out = np.einsum("hts,hsd->htd", trace.attn[l, :, : T - 1], trace.messages[l])   # [H, T-1, D]
-        heads[l] = np.einsum("htd,td->h", out, w)
-        neurons[l] = np.einsum("tm,mt->m", trace.mlp_acts[l, : T - 1], p.W_out[l] @ w.T)
+    from .stream import attended_values, head_effects
+
+    heads = head_effects(attended_values(trace, T - 1), p.W_O, w).sum(axis=-1, dtype=np.float64)   # [L, H]
+    neurons = np.stack([np.einsum("tm,mt->m", trace.mlp_acts[l, : T - 1], p.W_out[l] @ w.T)
+                        for l in range(cfg.n_layers)])                                             # [L, m]
     return {"head": heads, "neuron": neurons}
 
 

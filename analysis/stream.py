@@ -129,6 +129,17 @@ STREAM_TOP = 10   # per position, in the all-positions view: the largest heads a
 STREAM_PAGE = 5   # and in the page
 
 
+def attended_values(tr, n: int) -> list[np.ndarray]:
+    """Each layer's attention-weighted values at the first n positions, [H, n, e]: a head's output there is
+    this times W_O[h] (its messages, weighted, in the rank-e space: no [H, T, D] array)."""
+    return [tr.attn[l, :, :n] @ tr.values[l] for l in range(tr.n_layers)]
+
+
+def head_effects(Z: list[np.ndarray], W_O: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """[L, H, n] each head's direct effect at each position t along w_t [n, D]: Z[l][h, t] . (W_O[l, h] w_t)."""
+    return np.stack([np.einsum("hte,het->ht", Z[l], W_O[l] @ w.T) for l in range(len(Z))])
+
+
 def _top_neurons(tr, p, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The STREAM_TOP neurons of largest |direct effect| along w [T, D] at every position, over all layers:
     (effects [T, k], ids l m + n [T, k]), largest first, ties to the lower id. A running top, one layer's
@@ -162,7 +173,7 @@ def streams_table(ctx: Context) -> Table:
     pred = tr.predicted
     nxt = np.append(tr.ids[1:], pred[-1])                                   # the last position has no next
     scale = inv_std(tr.resid_pre[L], cfg.layer_norm_eps)[:, 0]              # [T]
-    Z = [tr.attn[l] @ tr.values[l] for l in range(L)]                       # [H, T, e]: attention-weighted values
+    Z = attended_values(tr, T)
     eff, ws = {}, {}
     for name, tok in (("pred", pred), ("next", nxt)):
         w = p.lnf_w * p.W_E[tok]                                            # [T, D]
@@ -170,7 +181,7 @@ def streams_table(ctx: Context) -> Table:
         b_out = p.b_out @ w.T                                               # [L, T]
         eff[name] = {"embedding": np.einsum("td,td->t", p.W_E[tr.ids] + p.W_pos[:T], w),
                      "b_O": p.b_O @ w.T, "b_out": b_out,
-                     "heads": np.stack([np.einsum("hte,het->ht", Z[l], p.W_O[l] @ w.T) for l in range(L)]),  # [L, H, T]
+                     "heads": head_effects(Z, p.W_O, w),                               # [L, H, T]
                      "neurons": np.einsum("ltd,td->lt", tr.mlp_out, w) - b_out}  # [L, T]: mlp_out is their sum
     top_v, top_i = _top_neurons(tr, p, ws["pred"])                          # [T, k] by |effect on pred|
     tl, tn = np.divmod(top_i, m)                                            # [T, k] layer, neuron
