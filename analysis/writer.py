@@ -117,7 +117,6 @@ def write_folder(out: str | Path, files: dict[str, Callable[[Path], None]], forc
             (folder / MANIFEST).unlink(missing_ok=True)
         for made in created:           # folders this call created, innermost first, if still empty
             try:
-                (made / MANIFEST).unlink(missing_ok=True)
                 made.rmdir()
             except OSError:
                 break

@@ -517,6 +517,22 @@ def test_report_files_that_are_symlinks_are_replaced_not_followed(tmp_path, mode
     assert not (out / "index.html").is_symlink() and "<!DOCTYPE html>" in (out / "index.html").read_text()
 
 
+def test_a_failed_write_removes_only_the_folders_it_created(tmp_path, model_dir, capsys, monkeypatch):
+    def full(*a, **k):
+        raise OSError(28, "No space left on device (injected)")
+
+    monkeypatch.setattr("analysis.writer.write_files", full)
+    (tmp_path / "mine").mkdir()                              # the user's empty folder: it must stay
+    (tmp_path / "notes.txt").write_text("a user's file")
+    outside_cache = lambda: {k: v for k, v in snapshot(tmp_path).items() if not k.startswith("cache")}  # noqa: E731
+    before = outside_cache()
+    for out in (tmp_path / "new" / "deeper", tmp_path / "mine" / "deeper"):
+        code, _, err = run_cli(["analyze", "hi", "--model", str(model_dir), "--out", str(out), "-k", "3"], capsys)
+        assert code == 1 and "No space left on device (injected)" in err
+        assert outside_cache() == before                     # its manifest and folders gone; "mine" as it was
+    assert not (tmp_path / "new").exists() and (tmp_path / "mine").is_dir()
+
+
 def test_a_failed_write_keeps_an_earlier_empty_manifest(tmp_path, model_dir, capsys, monkeypatch):
     out = tmp_path / "rep"
     out.mkdir()
