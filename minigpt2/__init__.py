@@ -4,7 +4,8 @@ from .edits import Edit
 from .errors import (ConfigError, Error, InputError, LoadError, NumericError, OutputError, TokenizerError,
                      WeightsError)
 from .model import Model, load
-from .trace import Decomposition, Trace
+from .decomposition import Decomposition
+from .trace import Trace
 
 __all__ = ["GPT2Config", "Edit", "Model", "load", "Trace", "Decomposition", "Error", "LoadError", "InputError",
            "ConfigError", "WeightsError", "TokenizerError", "NumericError", "OutputError"]
