@@ -31,9 +31,9 @@ def main() -> None:
     path = checkpoint(args.like)
     os.environ["MINIGPT2_CACHE"] = tempfile.mkdtemp(prefix="minigpt2-bench-heads-")   # cold, private cache
     import minigpt2
-    from analysis.knn import VocabIndex
-    from analysis.lowrank import head_topk
-    from analysis.spaces import build_vocab, ln1_space, unembed_space
+    from analysis.search.knn import VocabIndex
+    from analysis.search.lowrank import head_topk
+    from analysis.search.spaces import build_vocab, ln1_space, unembed_space
 
     model = minigpt2.load(path)
     cfg, p = model.cfg, model.params

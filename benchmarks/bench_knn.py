@@ -31,7 +31,7 @@ ARGS = None
 
 def data(like: str, n: int):
     import minigpt2
-    from analysis.spaces import unembed_space
+    from analysis.search.spaces import unembed_space
     p = minigpt2.load(checkpoint(like)).params
     queries = np.concatenate([p.W_out.reshape(-1, p.W_out.shape[-1]), p.W_in.transpose(0, 2, 1).reshape(-1, p.W_in.shape[1])])
     reps = -(-n // len(queries))
@@ -78,8 +78,8 @@ def method_neuron_meanings(q, keys):
     """What the neuron cache computes cold for the same 73,728 vectors: W_in columns against each layer's
     LN2 space, W_out rows against the unembedding (top and bottom 10). Not comparable row by row."""
     import minigpt2
-    from analysis.neurons import compute_neuron_meanings
-    from analysis.spaces import build_vocab
+    from analysis.search.neurons import compute_neuron_meanings
+    from analysis.search.spaces import build_vocab
     model = minigpt2.load(checkpoint(ARGS.like))
     vocab = build_vocab(model)
     t = time.perf_counter()

@@ -48,7 +48,7 @@ def machine() -> str:
 
 def checkpoint(like: str = "gpt2") -> Path:
     """A synthetic checkpoint of the given shape, made once into the cache directory."""
-    from analysis.diskcache import cache_dir
+    from analysis.search.diskcache import cache_dir
     from minigpt2.checkpoint import make_checkpoint
     from minigpt2.config import KNOWN_CONFIGS
 

@@ -11,8 +11,8 @@ import pytest
 
 import minigpt2
 from analysis import analyze
-from analysis.matches import HIGH_BIAS
-from analysis.spaces import word_ids
+from analysis.search.matches import HIGH_BIAS
+from analysis.search.spaces import word_ids
 
 from .conftest import ESSAY_IDS, ESSAY_TEXT
 
@@ -96,8 +96,8 @@ def row(table, **where):
 # -- spaces and filters ----------------------------------------------------------------------------
 
 def test_a_vector_equal_to_ln1_of_a_token_finds_that_token_first(model, words):
-    from analysis.knn import VocabIndex
-    from analysis.spaces import ln1_space, ln2_space, unembed_space
+    from analysis.search.knn import VocabIndex
+    from analysis.search.spaces import ln1_space, ln2_space, unembed_space
     p = model.params
     t = 9283  # " baseball"
     for l in range(model.cfg.n_layers):
@@ -123,8 +123,8 @@ def test_word_filter_on_real_gpt2_vocabulary(gpt2_tokenizer):
 
 def test_token_bias_and_high_bias_filter_on_real_vocabulary(gpt2_tokenizer):
     """A synthetic model whose bias is known: " SolidGoldMagikarp" (43453) gets the most negative one."""
-    from analysis.matches import Matches
-    from analysis.spaces import Vocab, standardize, token_bias
+    from analysis.search.matches import Matches
+    from analysis.search.spaces import Vocab, standardize, token_bias
     from minigpt2.weights import Params
     rng = np.random.default_rng(0)
     D = 16
@@ -292,7 +292,7 @@ def test_notebook_html_is_scoped_and_two_reports_do_not_collide(model):
 
 
 def test_failed_write_leaves_previous_report_and_no_debris(model, tmp_path, monkeypatch):
-    from analysis import tables
+    from analysis.views import tables
     rep = analyze(model, PROMPT, k=3, progress=False)
     out = rep.write(tmp_path / "rep")
     before = (out / "index.html").read_bytes()
@@ -313,15 +313,15 @@ def test_failed_write_leaves_previous_report_and_no_debris(model, tmp_path, monk
 
 
 def test_heat_colours():
-    from analysis.table import heat_colour
+    from analysis.report.table import heat_colour
     assert heat_colour(0) == heat_colour(-0.1) == "background:rgb(255,255,255)"
     assert heat_colour(0.5) == "background:rgb(87,187,138)"
     assert heat_colour(1.0) == heat_colour(61.9) == "background:rgb(230,124,115)"
 
 
 def test_neuron_cache_is_reused(model, monkeypatch):
-    import analysis.neurons as cache
-    from analysis.spaces import build_vocab
+    import analysis.search.neurons as cache
+    from analysis.search.spaces import build_vocab
     vocab = build_vocab(model)
     first = cache.neuron_meanings(model, vocab, 4, "cosine", progress=False)
     monkeypatch.setattr(cache, "compute_neuron_meanings", lambda *a, **k: pytest.fail("cache not used"))
@@ -388,7 +388,7 @@ def test_report_renders_in_headless_chromium(model, tmp_path):
 
 
 def test_byte_level_vocabulary_falls_back_to_valid_text_and_says_so(tmp_path):
-    from analysis.main import analyze as run_analysis
+    from analysis.views.main import analyze as run_analysis
     from .conftest import FIXTURES
     m = minigpt2.load(FIXTURES / "tiny-hub")          # 256 byte tokens: no whole words at all
     rep = run_analysis(m, "hi there", k=3, progress=False)
@@ -400,8 +400,8 @@ def test_byte_level_vocabulary_falls_back_to_valid_text_and_says_so(tmp_path):
     assert rep.words_dropped == 300 - len(kept)
     for r in rep["patterns"].rows:
         assert r[4] == HIGH_BIAS or r[4].replace(", ", ",").replace("·", " ") == r[6]
-    from analysis import context as cx
-    from analysis.spaces import build_vocab
+    from analysis.views import context as cx
+    from analysis.search.spaces import build_vocab
     vocab = build_vocab(m, min_words=3)
     assert vocab.words.tolist() == kept
     tr = m.run(m.encode("hi there"))
@@ -431,7 +431,7 @@ def test_stream_csv_keeps_enough_precision_to_check_the_logit(model, report, tmp
 
 
 def test_attended_orders_heads_by_attention_off_position_0_and_caps_long_prompts(model, monkeypatch):
-    from analysis import tables
+    from analysis.views import tables
     tr = model.run(model.encode(PROMPT))
     to_first = {(l, h): float(tr.attn[l, h, 1:, 0].mean()) for l in range(2) for h in range(4)}
     expected = sorted(to_first, key=to_first.get)
@@ -501,10 +501,10 @@ def test_bos_neuron_threshold_is_a_quarter(model):
     """Activations built by hand around the 1/4 boundary: ratios 0.2 and 0.25 qualify, 0.26 and 0.3 do not."""
     from types import SimpleNamespace
 
-    from analysis.context import Context, NeuronMatches
-    from analysis.matches import Matches
-    from analysis.spaces import Vocab
-    from analysis.tables import bos_neurons_table
+    from analysis.views.context import Context, NeuronMatches
+    from analysis.search.matches import Matches
+    from analysis.search.spaces import Vocab
+    from analysis.views.tables import bos_neurons_table
     L, T, m = 1, 3, 6
     acts = np.zeros((L, T, m), np.float32)
     acts[0, 0] = [4, 4, 4, 4, -4, 4]
@@ -519,7 +519,7 @@ def test_bos_neuron_threshold_is_a_quarter(model):
 
 def test_long_prompt_messages_and_patterns_through_analyze(model, words):
     """64+ tokens take the low-rank path (keys for patterns, values for messages) inside analyze()."""
-    from analysis.lowrank import MIN_TOKENS
+    from analysis.search.lowrank import MIN_TOKENS
     text = " ".join(["The baseball player hit a home run"] * 10)
     n_tokens = 70
     ids = model.encode(text)[:n_tokens]
@@ -679,7 +679,7 @@ def test_one_word_per_vector_shows_the_word_not_its_letters(model):
 
 
 def test_stream_top_by_size_breaks_ties_to_the_lower_id():
-    from analysis.stream import _top_by_size
+    from analysis.views.stream import _top_by_size
     v = np.array([[2, -1, -1, 1, 1, 1, 1, 1, 1, 2, -1, 2, -1, -1, 2, 2, -1, -1, -1, 2]], np.float32)
     vals, ids = _top_by_size(v, np.arange(20)[None], 10)
     assert ids.tolist() == [[0, 9, 11, 14, 15, 19, 1, 2, 3, 4]]

@@ -4,7 +4,7 @@ import pytest
 
 import minigpt2
 from analysis.cli import main
-from analysis.experiments import (direct_effects, find_token, parse_head, position_scores, signature,
+from analysis.views.experiments import (direct_effects, find_token, parse_head, position_scores, signature,
                                   total_effects_table)
 from minigpt2 import Edit
 

@@ -5,8 +5,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from analysis.knn import VocabIndex, topk
-from analysis.select import select_topk
+from analysis.search.knn import VocabIndex, topk
+from analysis.search.select import select_topk
 
 
 def brute(queries, keys, k, metric):
@@ -113,8 +113,8 @@ def test_inputs_are_not_modified():
 @given(st.integers(0, 2**16), st.sampled_from(["cosine", "dot"]), st.booleans())
 def test_ln_and_scaled_indexes_equal_search_over_the_built_space(seed, metric, unembed):
     """LN spaces and the unembedding, searched from the shared normalised base, match building them."""
-    from analysis.knn import LNIndex, ScaledIndex
-    from analysis.spaces import normalized_words
+    from analysis.search.knn import LNIndex, ScaledIndex
+    from analysis.search.spaces import normalized_words
     rng = np.random.default_rng(seed)
     V, D = 400, 12
     W_E = (rng.standard_normal((V, D)) * rng.uniform(0.1, 3, (V, 1)) + rng.normal(0, 1, (V, 1))).astype(np.float32)
@@ -146,8 +146,8 @@ def test_ln_and_scaled_indexes_equal_search_over_the_built_space(seed, metric, u
 @given(st.integers(0, 2**16), st.sampled_from(["cosine", "dot"]))
 def test_stacked_ln_search_equals_each_search(seed, metric):
     """Several LN spaces over one base in one matmul: the same ids and scores as one search per space."""
-    from analysis.knn import LNIndex
-    from analysis.spaces import normalized_words
+    from analysis.search.knn import LNIndex
+    from analysis.search.spaces import normalized_words
     rng = np.random.default_rng(seed)
     V, D = 300, 10
     W_E = rng.standard_normal((V, D)).astype(np.float32)
@@ -175,7 +175,7 @@ def test_select_topk_orders_nan_inf_and_signed_zero_like_a_stable_sort(S, k, gro
 
 def select_counting_full_sorts(S, k, *group):
     """select_topk(S, k), and the shapes of the rows it redid by a full sort."""
-    import analysis.select as select
+    import analysis.search.select as select
     full_sorts, real = [], select._sorted_topk
 
     def spy(vals, cols, kk):

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from analysis.knn import VocabIndex
-from analysis.lowrank import head_topk
-from analysis.spaces import Vocab, ln1_space, normalized_words, standardize, unembed_space
+from analysis.search.knn import VocabIndex
+from analysis.search.lowrank import head_topk
+from analysis.search.spaces import Vocab, ln1_space, normalized_words, standardize, unembed_space
 
 from .conftest import random_model, tiny_config
 
@@ -13,7 +13,7 @@ from .conftest import random_model, tiny_config
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("block_rows, cores", [(None, 1), (8, 3)])
 def test_low_rank_equals_full_search(metric, seed, block_rows, cores, tmp_path, monkeypatch):
-    import analysis.lowrank as lowrank
+    import analysis.search.lowrank as lowrank
     monkeypatch.setenv("MINIGPT2_CACHE", str(tmp_path))
     monkeypatch.setattr(lowrank, "_cores", lambda: cores)  # 4 heads: on one worker, or shared out to three
     if block_rows:                                     # 30 tokens in blocks of 8, 8, 8 and 6 queries

@@ -21,7 +21,7 @@ from safetensors.numpy import load_file, save_file
 
 import minigpt2
 from analysis.cli import main
-from analysis.writer import MANIFEST
+from analysis.report.writer import MANIFEST
 
 from .conftest import FIXTURES
 
@@ -210,7 +210,7 @@ def test_generate_says_when_it_stops_at_the_context(model_dir, capsys):
 
 
 def test_csv_cells_a_spreadsheet_would_evaluate_are_neutralised(tmp_path, model_dir, capsys):
-    from analysis.table import csv_safe
+    from analysis.report.table import csv_safe
     for cell, safe in [("=HYPERLINK(\"x\")", "'=HYPERLINK(\"x\")"), ("+1+2", "'+1+2"), ("-x", "'-x"), ("@SUM", "'@SUM"),
                        ("\tx", "'\tx"), ("\rx", "'\rx"), ("-1.5", "-1.5"), ("+3e-05", "+3e-05"), ("-", "'-"),
                        ("a=b", "a=b"), (" =x", " =x"), ("--", "'--")]:
@@ -365,8 +365,8 @@ def _damage(path: Path, how: str) -> None:
 
 @pytest.mark.parametrize("how", ["truncate", "bitflip", "garbage", "header-not-an-object", "zero-data"])
 def test_damaged_neuron_cache_warns_once_and_is_rebuilt(how, tmp_path, capsys):
-    from analysis.neurons import neuron_meanings
-    from analysis.spaces import build_vocab
+    from analysis.search.neurons import neuron_meanings
+    from analysis.search.spaces import build_vocab
     m = minigpt2.load(FIXTURES / "tiny-hub")
     vocab = build_vocab(m, min_words=3)
     fresh = neuron_meanings(m, vocab, 3, "cosine", progress=False)
@@ -386,7 +386,7 @@ def test_damaged_neuron_cache_warns_once_and_is_rebuilt(how, tmp_path, capsys):
 @settings(max_examples=200, deadline=None)
 @given(st.binary(min_size=1, max_size=3000), st.integers(0, 3), st.data())
 def test_cache_checksum_sees_any_bit_flip_truncation_and_block_swap(raw, blocks, data):
-    from analysis.diskcache import CHECK_BLOCK, checksum
+    from analysis.search.diskcache import CHECK_BLOCK, checksum
     rng = np.random.default_rng(len(raw))
     a = np.concatenate([rng.integers(0, 256, blocks * 8 * CHECK_BLOCK).astype(np.uint8), np.frombuffer(raw, np.uint8)])
     bit = data.draw(st.integers(0, 8 * a.size - 1))
@@ -404,7 +404,7 @@ def test_cache_checksum_sees_any_bit_flip_truncation_and_block_swap(raw, blocks,
 
 
 def test_cache_file_of_an_older_format_is_rebuilt_silently_and_a_foreign_one_warns(tmp_path, capsys):
-    from analysis import diskcache
+    from analysis.search import diskcache
     path, x = tmp_path / "c.bin", np.arange(6, dtype=np.int64)
     expect = {"x": (np.int64, (6,))}
     assert diskcache.save(path, "k", {"x": x})
@@ -419,7 +419,7 @@ def test_cache_file_of_an_older_format_is_rebuilt_silently_and_a_foreign_one_war
 
 
 def test_cached_normalised_vocabulary_is_layernorm_of_the_current_embeddings(tmp_path):
-    from analysis.spaces import build_vocab
+    from analysis.search.spaces import build_vocab
     m = minigpt2.load(FIXTURES / "tiny-hub")
 
     def expected(W_E, words):                            # LayerNorm without gain and bias, in float64
@@ -439,7 +439,7 @@ def test_cached_normalised_vocabulary_is_layernorm_of_the_current_embeddings(tmp
 
 
 def test_loaded_cache_arrays_are_read_only_views_of_the_file(tmp_path):
-    from analysis import diskcache
+    from analysis.search import diskcache
     path = tmp_path / "c.bin"
     x = np.arange(10, dtype=np.float32)
     assert diskcache.save(path, "k", {"x": x})
@@ -452,7 +452,8 @@ def test_loaded_cache_arrays_are_read_only_views_of_the_file(tmp_path):
 
 def test_damaged_head_cache_never_changes_the_tables(tmp_path, capsys, monkeypatch):
     """A NaN-filled projected vocabulary used to change hundreds of pattern rows silently."""
-    from analysis import analyze, context
+    from analysis import analyze
+    from analysis.views import context
     m = minigpt2.load(FIXTURES / "tiny-hub")
     ids = np.arange(20) % 299
     monkeypatch.setattr(context, "MIN_TOKENS", 8)                          # the low-rank (cached) path
@@ -521,7 +522,7 @@ def test_a_failed_write_removes_only_the_folders_it_created(tmp_path, model_dir,
     def full(*a, **k):
         raise OSError(28, "No space left on device (injected)")
 
-    monkeypatch.setattr("analysis.writer.write_files", full)
+    monkeypatch.setattr("analysis.report.writer.write_files", full)
     (tmp_path / "mine").mkdir()                              # the user's empty folder: it must stay
     (tmp_path / "notes.txt").write_text("a user's file")
     outside_cache = lambda: {k: v for k, v in snapshot(tmp_path).items() if not k.startswith("cache")}  # noqa: E731
@@ -542,7 +543,7 @@ def test_a_failed_write_keeps_an_earlier_empty_manifest(tmp_path, model_dir, cap
     def full(*a, **k):
         raise OSError(28, "No space left on device (injected)")
 
-    monkeypatch.setattr("analysis.writer.write_files", full)   # writer's own name for it (imported by value)
+    monkeypatch.setattr("analysis.report.writer.write_files", full)   # writer's own name for it (imported by value)
     assert run_cli(["analyze", "hi", "--model", str(model_dir), "--out", str(out), "-k", "3"], capsys)[0] == 1
     assert sorted(p.name for p in out.iterdir()) == [MANIFEST]           # still a report folder
     assert json.loads((out / MANIFEST).read_text()) == json.loads(before[MANIFEST])
@@ -552,8 +553,8 @@ def test_a_failed_write_keeps_an_earlier_empty_manifest(tmp_path, model_dir, cap
 
 INTERRUPT = textwrap.dedent("""
     import os, signal, sys
-    from analysis import tables
-    from analysis import diskcache
+    from analysis.views import tables
+    from analysis.search import diskcache
     sig = getattr(signal, sys.argv[1])
     where = sys.argv[2]
     if where == "report":

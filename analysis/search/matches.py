@@ -52,13 +52,3 @@ class Matches:
         if self.high_bias[index]:
             return f"(high bias: mean bias z {z:+.2f}) hidden words: {words}"
         return f"{words} (mean bias z {z:+.2f})"
-
-
-_SHOW = {ord("\n"): "⏎", ord("\r"): "␍", ord("\t"): "⇥"}
-
-
-def show_token(s: str) -> str:
-    """A token with its boundaries visible: leading spaces as ·, newlines as ⏎ ("·home" is the word " home",
-    "home" the word piece without a space)."""
-    stripped = s.lstrip(" ")
-    return ("·" * (len(s) - len(stripped)) + stripped).translate(_SHOW)

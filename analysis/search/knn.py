@@ -1,4 +1,4 @@
-"""Exact top-k search: blocked matmul, then the selection of analysis.select.
+"""Exact top-k search: blocked matmul, then the selection of analysis.search.select.
 
 For a chunk of queries the scores S [n, V] come from one BLAS matmul, a bounded chunk at a time; the
 indexes below say how a query becomes scores over a vocabulary space without building that space.

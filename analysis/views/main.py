@@ -14,12 +14,12 @@ from . import context as cx
 from . import experiments as ex
 from . import stream as st
 from . import tables as tb
-from .knn import check_metric
-from .matches import DEFAULT_BIAS_THRESHOLD
-from .neurons import neuron_meanings
-from .report import report_html, write_report
-from .spaces import build_vocab
-from .table import Table
+from ..report.page import report_html, write_report
+from ..report.table import Table
+from ..search.knn import check_metric
+from ..search.matches import DEFAULT_BIAS_THRESHOLD
+from ..search.neurons import neuron_meanings
+from ..search.spaces import build_vocab
 
 
 @dataclass(repr=False)
@@ -62,7 +62,7 @@ class Report:
                            uid=f"r{uuid.uuid4().hex[:8]}-")
 
     def write(self, out: str | Path, force: bool = False, progress: bool = False) -> Path:
-        """index.html and the CSVs into out: a new, empty or earlier-report folder (see analysis.writer).
+        """index.html and the CSVs into out: a new, empty or earlier-report folder (see analysis.report.writer).
         progress: a bar on stderr when writing takes over a second."""
         return write_report(out, f"minigpt2: {self.text}", self.subtitle, list(self.tables.values()), force=force,
                             progress=progress)

@@ -33,8 +33,7 @@ class Vocab:
 
     @cached_property
     def shown(self) -> list[str]:
-        """[V] each token with its word boundaries visible (matches.show_token), made once per vocabulary."""
-        from .matches import show_token
+        """[V] each token with its word boundaries visible (show_token), made once per vocabulary."""
         return [show_token(s) for s in self.strings]
 
     @property
@@ -60,6 +59,16 @@ class Vocab:
     @property
     def n_dropped(self) -> int:
         return len(self.strings) - len(self.words)
+
+
+_SHOW = {ord("\n"): "⏎", ord("\r"): "␍", ord("\t"): "⇥"}
+
+
+def show_token(s: str) -> str:
+    """A token with its boundaries visible: leading spaces as ·, newlines as ⏎ ("·home" is the word " home",
+    "home" the word piece without a space)."""
+    stripped = s.lstrip(" ")
+    return ("·" * (len(s) - len(stripped)) + stripped).translate(_SHOW)
 
 
 def token_bias(p: Params) -> np.ndarray:

@@ -15,9 +15,9 @@ import sys
 
 from minigpt2.errors import Error, InputError
 
-from .cli_experiments import add_experiment_parsers
-from .cliargs import _nonneg, _positive, _prompt, _show, _threshold
-from .matches import DEFAULT_BIAS_THRESHOLD
+from ..search.matches import DEFAULT_BIAS_THRESHOLD
+from .args import _nonneg, _positive, _prompt, _show, _threshold
+from .experiments import add_experiment_parsers
 
 
 def cmd_generate(args) -> int:
@@ -54,10 +54,9 @@ def _listed(values: list[str]) -> list[str]:
 def cmd_analyze(args) -> int:
     from minigpt2 import load
 
-    from .main import analyze, summary_lines
-    from .writer import check_out
-
-    from .experiments import parse_head, parse_neuron
+    from ..report.writer import check_out
+    from ..views.experiments import parse_head, parse_neuron
+    from ..views.main import analyze, summary_lines
 
     text = _prompt(args.text)
     check_out(args.out, force=args.force)          # before any computation: a bad --out costs nothing
@@ -168,6 +167,3 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

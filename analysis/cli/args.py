@@ -1,4 +1,4 @@
-"""The command line's argument types and text checks (shared by cli and cli_experiments)."""
+"""The command line's argument types and text checks (shared by commands and experiments)."""
 from __future__ import annotations
 
 import argparse

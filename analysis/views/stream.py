@@ -8,9 +8,10 @@ from minigpt2.edits import ResidEdit
 from minigpt2.layers import inv_std
 
 from .context import Context, NeuronMatches
-from .select import select_topk
-from .matches import Matches, show_token
-from .table import Table
+from ..search.select import select_topk
+from ..search.matches import Matches
+from ..search.spaces import show_token
+from ..report.table import Table
 
 
 def stream_table(ctx: Context, pm: Matches, mm: Matches, nm: NeuronMatches, pos: int) -> tuple[Table, float]:

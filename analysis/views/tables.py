@@ -10,8 +10,9 @@ from operator import itemgetter
 import numpy as np
 
 from .context import Context, NeuronMatches, logit_lens_top
-from .matches import Matches, show_token
-from .table import Table
+from ..search.matches import Matches
+from ..search.spaces import show_token
+from ..report.table import Table
 
 
 def _head_table(ctx: Context, m: Matches, name: str, title: str, note: str) -> Table:

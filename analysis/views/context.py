@@ -10,12 +10,13 @@ from functools import cached_property
 
 import numpy as np
 
-from .knn import LNIndex, VocabIndex
-from .select import select_topk
-from .lowrank import MIN_TOKENS, head_topk
-from .matches import Matches, show_token
-from .neurons import NeuronMeanings
-from .spaces import Vocab
+from ..search.knn import LNIndex, VocabIndex
+from ..search.select import select_topk
+from ..search.lowrank import MIN_TOKENS, head_topk
+from ..search.matches import Matches
+from ..search.spaces import show_token
+from ..search.neurons import NeuronMeanings
+from ..search.spaces import Vocab
 
 
 @dataclass
@@ -103,7 +104,7 @@ def neuron_matches(ctx: Context, nm: NeuronMeanings) -> NeuronMatches:
 def logit_lens_top(ctx: Context, k: int) -> np.ndarray:
     """Top-k token ids of ln_f(resid_pre[l]) @ W_E^T for every layer and token: [L+1, T, k].
 
-    Layers 0..L-1 in one exact search over W_E by dot product (analysis.knn: chunked matmul, bounded
+    Layers 0..L-1 in one exact search over W_E by dot product (analysis.search.knn: chunked matmul, bounded
     memory, no transposed copies); layer L is the model's own logits, ranked as they are (so the last row
     agrees with the predictions, and 1/(L+1) of the work is not done twice)."""
     from minigpt2.layers import layer_norm

@@ -13,7 +13,7 @@ from minigpt2 import Edit
 from minigpt2.errors import InputError
 from minigpt2.layers import inv_std, layer_norm
 
-from .table import Table
+from ..report.table import Table
 
 # -- naming components on the command line ------------------------------------------------------
 
@@ -162,7 +162,7 @@ def causal_softmax(scores: np.ndarray) -> np.ndarray:
 def position_tables(model, trace, tokens: list[str]) -> tuple[Table, Table]:
     """Layer 0's attention from position embeddings alone (per head, query x key), and every head's
     measured share of attention on position 0 for this prompt."""
-    from .matches import show_token
+    from ..search.spaces import show_token
     from .tables import GRID_TOKENS
 
     T = trace.n_tokens

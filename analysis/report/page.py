@@ -1,5 +1,5 @@
 """The report: tables as one self-contained HTML page (no CDN, works offline) beside each table's CSV
-(Table.to_csv), written by analysis.writer (atomically, and only ever replacing the report's own files)."""
+(Table.to_csv), written by analysis.report.writer (atomically, and only ever replacing the report's own files)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -134,7 +134,7 @@ def _npy(arr):
 
 def write_report(out: str | Path, title: str, subtitle: str, tables: list[Table], force: bool = False,
                  progress: bool = False) -> Path:
-    """index.html and one CSV per table, written into out by analysis.writer's rules (its own files only).
+    """index.html and one CSV per table, written into out by analysis.report.writer's rules (its own files only).
     progress: a bar on stderr, once writing has taken a second."""
     from tqdm.auto import tqdm
 

@@ -5,13 +5,13 @@ import numpy as np
 
 from minigpt2.errors import InputError, check_text
 
-from .cliargs import _finite, _positive, _prompt, _show
+from .args import _finite, _positive, _prompt, _show
 
 
 def _edits(args, cfg):
     from minigpt2 import Edit
 
-    from .experiments import parse_head, parse_neuron
+    from ..views.experiments import parse_head, parse_neuron
 
     edits = [Edit.neuron(*parse_neuron(n, cfg), args.scale) for n in args.neuron]
     for text in args.head:
@@ -25,7 +25,7 @@ def _edits(args, cfg):
 def cmd_ablate(args) -> int:
     from minigpt2 import load
 
-    from .experiments import ablation_table, log_softmax
+    from ..views.experiments import ablation_table, log_softmax
 
     text = _prompt(args.text)
     model = load(args.model)
@@ -56,7 +56,7 @@ def cmd_ablate(args) -> int:
 def cmd_signature(args) -> int:
     from minigpt2 import load
 
-    from .experiments import find_token, parse_head, signature
+    from ..views.experiments import find_token, parse_head, signature
 
     text = _prompt(args.text)
     model = load(args.model)
@@ -82,7 +82,7 @@ def cmd_signature(args) -> int:
 def cmd_compare(args) -> int:
     from minigpt2 import load
 
-    from .experiments import first_token_ids, variant
+    from ..views.experiments import first_token_ids, variant
 
     model = load(args.model)
     texts = [_prompt(t) for t in args.texts]

@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from .matches import HIGH_BIAS
+from ..search.matches import HIGH_BIAS
 
 
 @dataclass(repr=False)
