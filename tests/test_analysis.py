@@ -150,8 +150,8 @@ def test_token_bias_and_high_bias_filter_on_real_vocabulary(gpt2_tokenizer):
 
 def test_every_table_is_filled(report):
     assert set(report.tables) == {"patterns", "messages", "attended", "neurons", "bos_neurons", "evolution",
-                                  "evolution_top10", "predictions", "stream", "streams", "attention", "position0",
-                                  "attention_on_0"}
+                                  "evolution_top10", "predictions", "stream", "stream_rollup", "streams",
+                                  "attention", "position0", "attention_on_0"}
     L, H, T, m = 2, 4, 8, 256
     assert len(report["patterns"]) == len(report["messages"]) == len(report["attended"]) == L * H * T
     assert len(report["neurons"]) == L * m and len(report["evolution"]) == L + 1
@@ -191,7 +191,9 @@ def test_neurons_static_words_activations_and_order(model, report, words):
     first = dict(zip(table.columns, table.rows[0]))
     assert (first["layer"], first["neuron"]) == (l, n)
     r = row(table, layer=1, neuron=17)
-    assert [r[c] for c in table.columns[7:]] == pytest.approx(tr.mlp_acts[1, :, 17].tolist())
+    tokens = [c for c in table.columns if c[0].isdigit()]                # "0:<|endoftext|>", "1:The", ...
+    assert len(tokens) == tr.n_tokens and tokens[1] == f"1:{show(model.tokenizer.decode([tr.ids[1]]))}"
+    assert [r[c] for c in tokens] == pytest.approx(tr.mlp_acts[1, :, 17].tolist())
     t_peak = int(np.abs(tr.mlp_acts[1, :, 17]).argmax())
     assert r["peak activation"] == pytest.approx(float(tr.mlp_acts[1, t_peak, 17]))
     assert r["at"].startswith(f"{t_peak}:")
@@ -199,6 +201,62 @@ def test_neurons_static_words_activations_and_order(model, report, words):
     assert r["input words"] == expected_cell(model, brute_ids(p.W_in[1][:, 17], in_space, words, 5))
     out_space = p.W_E[words].astype(np.float64) * p.lnf_w
     assert r["output words"] == expected_cell(model, brute_ids(p.W_out[1][17], out_space, words, 5))
+
+
+def test_scored_columns_hold_the_words_and_scores_and_are_the_pages_tooltips(model, report, words, tmp_path):
+    """"words (scores)" beside "words": the k words with their cosines, from a float64 brute-force search;
+    the page shows it as the cell's title, never as a column, and the CSV leaves it out."""
+    import html
+    import re
+    p, tr = model.params, model.run(model.encode(PROMPT))
+    space = ln64(p.W_E[words], p.ln1_w[1], p.ln1_b[1])
+    r = row(report["patterns"], layer=1, head=3, pos=2)
+    got_words, scores, bias_z, high_bias = r["words (scores)"]         # a Scored tuple
+    top = brute_ids(tr.patterns[1, 3, 2], space, words, 5)
+    assert list(got_words) == [show(model.tokenizer.decode([i])) for i in top]
+    unit = space[np.searchsorted(words, top)] / np.linalg.norm(space[np.searchsorted(words, top)], axis=1,
+                                                                 keepdims=True)
+    v = tr.patterns[1, 3, 2].astype(np.float64)
+    np.testing.assert_allclose(scores, unit @ (v / np.linalg.norm(v)), atol=1e-5)
+    out_space = p.W_E[words].astype(np.float64) * p.lnf_w
+    n_words = row(report["neurons"], layer=1, neuron=17)["output words (scores)"][0]
+    assert list(n_words) == [show(model.tokenizer.decode([i])) for i in brute_ids(p.W_out[1][17], out_space, words, 5)]
+    b = p.W_E.astype(np.float64) @ p.lnf_b
+    z = (b - b.mean()) / b.std()
+    assert bias_z == pytest.approx(z[top].mean(), abs=1e-4) and high_bias == (abs(z[top].mean()) > 2.0)
+    page = report["patterns"]._repr_html_()
+    assert "scores)" not in page                                          # no column of its own
+    titles = [html.unescape(t) for t in re.findall(r'title="([^"]*)"', page)]
+    words_scores = ", ".join(f"{w} {x:.3f}" for w, x in zip(got_words, scores))
+    assert any(t.startswith(words_scores if not high_bias else "(high bias") and words_scores in t for t in titles)
+    report["patterns"].to_csv(tmp_path / "p.csv")
+    with open(tmp_path / "p.csv") as f:
+        assert next(csv.reader(f)) == ["layer", "head", "pos", "token", "words", "bias_z", "matches"]
+
+
+def test_every_scored_column_belongs_to_the_words_beside_it(model):
+    """In every table, each "X (scores)" holds the words that column X shows (or hides as "(high bias)"),
+    row by row: a Scored value moved to the wrong column or row shows up here."""
+    rep = analyze(model, PROMPT, k=3, progress=False, heads=[(1, 2)], neurons=[(0, 7)], position=4)
+    seen = set()
+    for t in rep.tables.values():
+        for col in [c for c in t.columns if c.endswith(" (scores)")]:
+            base = col.removesuffix(" (scores)")
+            assert base in t.columns, (t.name, col)
+            for shown, sc in zip(t.column(base), t.column(col)):
+                if shown in (None, "--"):
+                    assert sc is None, (t.name, col)
+                    continue
+                got_words, scores, _, high_bias = sc
+                assert high_bias == (shown == HIGH_BIAS), (t.name, col)
+                assert high_bias or ", ".join(got_words) == shown, (t.name, col, shown, got_words)
+                order = sorted(scores, reverse=scores[0] >= scores[-1])   # a negative activation's words:
+                assert len(got_words) == len(scores) == 3 and list(scores) == order   # lowest first
+            seen.add((t.name, base))
+    assert {("patterns", "words"), ("messages", "words"), ("attended", "pattern"), ("attended", "message"),
+            ("neurons", "input words"), ("neurons", "output words"), ("bos_neurons", "output words"),
+            ("stream", "words"), ("stream", "reads"), ("selected", "pattern words"),
+            ("selected", "output words")} <= seen
 
 
 def test_exact_zero_activations_show_as_dashes_in_the_page_and_0_in_the_csv(report, tmp_path):
@@ -269,8 +327,8 @@ def test_write_report_files_and_html_escaping(model, tmp_path):
     rep = analyze(model, text, k=3, progress=False)
     out = rep.write(tmp_path / "rep")
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(["index.html", "minigpt2-report.json", "stream_rollup.csv"]
-                           + [f"{n}.csv" for n in rep.tables])
+    assert "stream_rollup" in rep.tables
+    assert names == sorted(["index.html", "minigpt2-report.json"] + [f"{n}.csv" for n in rep.tables])
     page = (out / "index.html").read_text()
     assert "<b>" not in page and "&lt;b&gt;" in page and "&amp;" in page and "&#x27;q&#x27;" in page
     assert "cdn" not in page.lower() and "<script src" not in page
@@ -313,7 +371,7 @@ def test_failed_write_leaves_previous_report_and_no_debris(model, tmp_path, monk
 
 
 def test_heat_colours():
-    from analysis.report.table import heat_colour
+    from analysis.report.html import heat_colour
     assert heat_colour(0) == heat_colour(-0.1) == "background:rgb(255,255,255)"
     assert heat_colour(0.5) == "background:rgb(87,187,138)"
     assert heat_colour(1.0) == heat_colour(61.9) == "background:rgb(230,124,115)"

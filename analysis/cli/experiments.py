@@ -36,9 +36,11 @@ def cmd_ablate(args) -> int:
     t = ablation_table(model, ids, edits, tokens, top=args.top, logits=(before, after))
     print("Edits: " + "; ".join(map(str, edits)))
     print("Predicted tokens, before -> after:")
-    for r in t.rows:
-        mark = "" if r[2] == r[3] else "   (changed)"
-        print(f"  {_show(r[1])}|{_show(r[2])}| -> |{_show(r[3])}|{mark}")
+    rows = t.records()
+    for r in rows:
+        was, now = r["predicted before"], r["predicted after"]
+        mark = "" if was == now else "   (changed)"
+        print(f"  {_show(r['prefix'])}|{_show(was)}| -> |{_show(now)}|{mark}")
     nxt = ids[1:]
     ok0 = int((before[:-1].argmax(-1) == nxt).sum())
     ok1 = int((after[:-1].argmax(-1) == nxt).sum())
@@ -47,9 +49,9 @@ def cmd_ablate(args) -> int:
     print(f"It predicts {ok0} out of {len(nxt)} tokens correctly before, {ok1} after; the actual next tokens' "
           f"total log-probability goes from {lp0:.3f} to {lp1:.3f} ({lp1 - lp0:+.3f}).")
     print("Biggest logit changes at each position:")
-    for r in t.rows:
-        if r[7] != "no change":
-            print(f"  {r[0]:>3} {tokens[r[0]]!r}: {_show(r[7])}")
+    for r in rows:
+        if r["biggest logit changes"] != "no change":
+            print(f"  {r['pos']:>3} {tokens[r['pos']]!r}: {_show(r['biggest logit changes'])}")
     return 0
 
 

@@ -1,12 +1,15 @@
 """The report: tables as one self-contained HTML page (no CDN, works offline) beside each table's CSV
-(Table.to_csv), written by analysis.report.writer (atomically, and only ever replacing the report's own files)."""
+(Table.to_csv) and any arrays (.npy), written by analysis.report.writer (atomically, and only ever replacing
+the report's own files). Each table is a tab, unless its layout shows it inside another's."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
-from .table import Table, esc, heat_colour, table_html
+from .html import esc, heat_colour, table_html
+from .layout import layout_of
+from .table import Table
 from .writer import write_folder
 
 CSS = """
@@ -108,11 +111,13 @@ def report_html(title: str, subtitle: str, tables: list[Table], uid: str = "", s
     ids, so several reports can share a page (a notebook); the standalone page uses none, so
     index.html#stream works. script: the jump box, filter and chooser (the page has them)."""
     parts, group = [], f"{uid}tab"
-    for i, t in enumerate(tables):
+    by_name = {t.name: t for t in tables}
+    inside = {name for t in tables for name in layout_of(t).before}      # shown in another table's tab
+    for i, t in enumerate([t for t in tables if t.name not in inside]):
         tid = esc(uid + t.name)
         checked = " checked" if i == 0 else ""
         parts.append(f'<input type="radio" name="{group}" id="{tid}"{checked}><label for="{tid}">{esc(t.title)}</label>'
-                     f'<div class="panel">{table_html(t)}</div>')
+                     f'<div class="panel">{table_html(t, by_name)}</div>')
     return (f'<div class="mg2r"><style>{CSS}</style><header><h1>{esc(_short(title))}</h1><p>{esc(subtitle)}</p>{LEGEND}'
             f'</header>{TOOLS if script else ""}<div class="tabs">{"".join(parts)}</div>'
             f'{SCRIPT if script else ""}</div>')
@@ -132,15 +137,15 @@ def _npy(arr):
     return write
 
 
-def write_report(out: str | Path, title: str, subtitle: str, tables: list[Table], force: bool = False,
-                 progress: bool = False) -> Path:
-    """index.html and one CSV per table, written into out by analysis.report.writer's rules (its own files only).
-    progress: a bar on stderr, once writing has taken a second."""
+def write_report(out: str | Path, title: str, subtitle: str, tables: list[Table], arrays: dict | None = None,
+                 force: bool = False, progress: bool = False) -> Path:
+    """index.html, one CSV per table and each array as .npy ({file name: array}), written into out by
+    analysis.report.writer's rules (its own files only). progress: a bar on stderr, once writing has taken a
+    second."""
     from tqdm.auto import tqdm
 
     files = {f"{t.name}.csv": t.to_csv for t in tables}
-    files.update({f"{b.name}.csv": b.to_csv for t in tables for b in t.before})
-    files.update({name: _npy(arr) for t in tables for name, arr in t.arrays.items()})
+    files.update({name: _npy(arr) for name, arr in (arrays or {}).items()})
     files["index.html"] = lambda path: path.write_text(page_html(title, subtitle, tables), encoding="utf-8")
     with tqdm(total=len(files), desc="writing", unit="file", disable=not progress, leave=False, delay=1) as bar:
         def counted(write):

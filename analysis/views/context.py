@@ -11,12 +11,11 @@ from functools import cached_property
 import numpy as np
 
 from ..search.knn import LNIndex, VocabIndex
-from ..search.select import select_topk
 from ..search.lowrank import MIN_TOKENS, head_topk
 from ..search.matches import Matches
-from ..search.spaces import show_token
 from ..search.neurons import NeuronMeanings
-from ..search.spaces import Vocab
+from ..search.select import select_topk
+from ..search.spaces import Vocab, show_token
 
 
 @dataclass

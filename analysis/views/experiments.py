@@ -115,7 +115,7 @@ def total_effects_table(model, trace, tokens: list[str], n_neurons: int = 256, p
                  "alone (scale 0): how much the log-probability of the actual next tokens drops, summed over "
                  "the prompt (positive: the component helps predict the text), and the same in logits beside "
                  "its direct effect (its own write into the residual, read through ln_f, summed likewise). "
-                 "Total minus direct is what the component does through later layers.", html_limit=200)
+                 "Total minus direct is what the component does through later layers.")
 
 
 def direct_effects(model, trace) -> dict[str, np.ndarray]:
@@ -175,13 +175,13 @@ def position_tables(model, trace, tokens: list[str]) -> tuple[Table, Table]:
     pos0 = Table("position0", "Position bias (layer 0)", ["head", "query"] + cols, rows,
                  "The attention layer 0 would pay from the position embeddings alone (LN1_0(W_pos) through each "
                  "head's W_Q and W_K, causal softmax): rows are queries, columns keys. Heads that park on key 0 "
-                 "whatever the tokens are do so by position." + long, heat=tuple(cols), blocks=("head",))
+                 "whatever the tokens are do so by position." + long)
     L, H = trace.attn.shape[:2]
     share = trace.attn[:, :, 1:, 0].mean(axis=2) if T > 1 else np.ones((L, H))   # [L, H]
     rows = [[l] + share[l].tolist() for l in range(L)]
     on0 = Table("attention_on_0", "Attention on position 0", ["layer"] + [f"head {h}" for h in range(H)], rows,
                 "For this prompt: each head's mean attention, over the queries after position 0, on position 0. "
-                "Near 1: a head that mostly does nothing (its 'no-op' position).", heat=tuple(f"head {h}" for h in range(H)))
+                "Near 1: a head that mostly does nothing (its 'no-op' position).")
     return pos0, on0
 
 

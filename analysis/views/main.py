@@ -10,16 +10,16 @@ import numpy as np
 
 from minigpt2.errors import InputError, check_text
 
-from . import context as cx
-from . import experiments as ex
-from . import stream as st
-from . import tables as tb
 from ..report.page import report_html, write_report
 from ..report.table import Table
 from ..search.knn import check_metric
 from ..search.matches import DEFAULT_BIAS_THRESHOLD
 from ..search.neurons import neuron_meanings
 from ..search.spaces import build_vocab
+from . import context as cx
+from . import experiments as ex
+from . import stream as st
+from . import tables as tb
 
 
 @dataclass(repr=False)
@@ -27,8 +27,9 @@ class Report:
     text: str
     model_source: str
     tables: dict[str, Table]          # by name: patterns, messages, attended, neurons, bos_neurons,
-                                         # evolution, evolution_top10, predictions, stream, streams,
-                                         # attention, position0, attention_on_0 (selected, effects: when asked)
+                                         # evolution, evolution_top10, predictions, stream, stream_rollup,
+                                         # streams, attention, position0, attention_on_0 (selected, effects:
+                                         # when asked)
     correct: int                         # greedy predictions that match the next token
     total: int
     decomposition_error: float           # max |sum of stream rows - resid_pre[L, pos]|
@@ -37,6 +38,7 @@ class Report:
     tokens: list[str] = field(default_factory=list)   # [T] each token of the prompt decoded alone
     settings: dict = field(default_factory=dict)      # model, metric, k, bias threshold, position, BOS, ...
     timings: dict[str, float] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)   # file name -> array written beside the CSVs
 
     def __getitem__(self, name: str) -> Table:
         if name not in self.tables:
@@ -64,8 +66,8 @@ class Report:
     def write(self, out: str | Path, force: bool = False, progress: bool = False) -> Path:
         """index.html and the CSVs into out: a new, empty or earlier-report folder (see analysis.report.writer).
         progress: a bar on stderr when writing takes over a second."""
-        return write_report(out, f"minigpt2: {self.text}", self.subtitle, list(self.tables.values()), force=force,
-                            progress=progress)
+        return write_report(out, f"minigpt2: {self.text}", self.subtitle, list(self.tables.values()), self.arrays,
+                            force=force, progress=progress)
 
 
 def _as_ids(model, text, ids, bos: bool):
@@ -139,8 +141,8 @@ def analyze(model, text=None, ids=None, k: int = 10, metric: str = "cosine",
 
     def stream_tables():
         nonlocal error
-        table, error = st.stream_table(ctx, pm, mm, nm, position)
-        return [table, st.streams_table(ctx)]
+        table, rollup, error = st.stream_table(ctx, pm, mm, nm, position)
+        return [table, rollup, st.streams_table(ctx)]
 
     steps = [lambda: [tb.patterns_table(ctx, pm), tb.messages_table(ctx, mm), tb.attended_table(ctx, pm, mm)],
              lambda: [tb.neurons_table(ctx, nm), tb.bos_neurons_table(ctx, nm)],
@@ -166,7 +168,7 @@ def analyze(model, text=None, ids=None, k: int = 10, metric: str = "cosine",
                 "minigpt2": __version__, "date": date.today().isoformat()}
     return Report(text=title, model_source=model.source, tables={t.name: t for t in out}, correct=correct,
                   total=total, decomposition_error=error, words_dropped=vocab.n_dropped, word_filter=vocab.filter,
-                  tokens=ctx.tokens, settings=settings, timings=timings)
+                  tokens=ctx.tokens, settings=settings, timings=timings, arrays=tb.neuron_arrays(ctx))
 
 
 def summary_lines(report: Report, out: Path) -> list[str]:
@@ -177,8 +179,7 @@ def summary_lines(report: Report, out: Path) -> list[str]:
         lines.append(f"{prefix}|{p}|")
     lines.append(f"It predicts {report.correct} out of {report.total} tokens correctly.")
     lines.append(f"Residual decomposition error: {report.decomposition_error:.2e} (max |sum of rows - residual|)")
-    n_csv = sum(1 + len(t.before) for t in report.tables.values())
-    lines.append(f"Report: {out / 'index.html'}  (+ {n_csv} CSV files in {out})")
+    lines.append(f"Report: {out / 'index.html'}  (+ {len(report.tables)} CSV files in {out})")
     return lines
 
 

@@ -7,21 +7,22 @@ import numpy as np
 from minigpt2.edits import ResidEdit
 from minigpt2.layers import inv_std
 
-from .context import Context, NeuronMatches
-from ..search.select import select_topk
-from ..search.matches import Matches
-from ..search.spaces import show_token
+from ..report.layout import STREAM_PAGE, scores_column
 from ..report.table import Table
+from ..search.matches import Matches
+from ..search.select import select_topk
+from ..search.spaces import show_token
+from .context import Context, NeuronMatches
 
 
-def stream_table(ctx: Context, pm: Matches, mm: Matches, nm: NeuronMatches, pos: int) -> tuple[Table, float]:
+def stream_table(ctx: Context, pm: Matches, mm: Matches, nm: NeuronMatches, pos: int) -> tuple[Table, Table, float]:
     """Every contribution to the final residual at pos, with its direct effect on the logit of the predicted
     token and of the actual next token, what it writes (words) and what it reads (pattern or input words).
 
     Direct effect of contribution c on token v: ((c - mean c) / std) . (lnf_w * W_E[v]), with std the ln_f scale
-    of the whole residual at pos. These effects plus b_U[v] sum exactly to v's logit. A rollup (sums by kind,
-    layer and head) sits above the rows. Returns the table and max |sum of rows - resid_pre| (the
-    decomposition error).
+    of the whole residual at pos. These effects plus b_U[v] sum exactly to v's logit. Returns the table, its
+    rollup (sums by kind, layer and head; the page shows it above the rows) and max |sum of rows -
+    resid_pre| (the decomposition error).
     """
     tr, p = ctx.trace, ctx.model.params
     L, T = tr.n_layers, tr.n_tokens
@@ -37,27 +38,32 @@ def stream_table(ctx: Context, pm: Matches, mm: Matches, nm: NeuronMatches, pos:
     # output meanings (negative activations read the bottom words), the rest are searched here.
     other = np.flatnonzero(~np.isin(d.kind, ("message", "neuron")))
     om = ctx.matches(*ctx.unembed_index.search(_bias_rows(tr, d, other, pos), ctx.k))
-    other_cell = dict(zip(other.tolist(), om.cells.tolist()))
+    other_cell = dict(zip(other.tolist(), zip(om.cells.tolist(), om.scored.tolist())))
     labels = d.labels
     shown = [show_token(t) for t in ctx.tokens]                            # once per token, not per message row
+    m_sc, p_sc = mm.scored.tolist(), pm.scored.tolist()                    # [L][H][T] Scored, as nested lists
+    out_sc, neg_sc, in_sc = nm.outputs.scored.tolist(), nm.negatives.scored.tolist(), nm.inputs.scored.tolist()
     rows = []
     for i, kind, l, h, src, n, w, norm, eff, eff_n in zip(
             range(len(d)), d.kind.tolist(), d.layer_of.tolist(), d.head.tolist(), d.source.tolist(),
             d.neuron.tolist(), d.weight.tolist(), norms.tolist(), effect.tolist(), effect_next.tolist()):
-        reads = None
+        reads = reads_sc = None
         if kind == "message":
             words, reads = mm.cell(l, h, src), pm.cell(l, h, src)
+            words_sc, reads_sc = m_sc[l][h][src], p_sc[l][h][src]
         elif kind == "neuron":
             words = "--" if w == 0 else (nm.outputs if w > 0 else nm.negatives).cell(l, n)
-            reads = nm.inputs.cell(l, n)
+            words_sc = None if w == 0 else (out_sc if w > 0 else neg_sc)[l][n]
+            reads, reads_sc = nm.inputs.cell(l, n), in_sc[l][n]
         else:
-            words = other_cell[i]
+            words, words_sc = other_cell[i]
         msg = kind == "message"
         rows.append([labels[i], kind, l if l >= 0 else None, h if msg else None, src if msg else None,
                      shown[src] if msg else None, n if kind == "neuron" else None, w, norm, eff,
-                     None if nxt is None else eff_n, words, reads])
+                     None if nxt is None else eff_n, words, reads, words_sc, reads_sc])
     columns = ["component", "kind", "layer", "head", "source", "source token", "neuron", "weight", "norm",
-               "direct effect", "direct effect (actual next)", "words", "reads"]
+               "direct effect", "direct effect (actual next)", "words", "reads", scores_column("words"),
+               scores_column("reads")]
     by_effect = columns.index("direct effect")
     rows.sort(key=lambda r: -abs(r[by_effect]))
     b_U = float(p.lnf_b @ p.W_E[pred])
@@ -70,19 +76,7 @@ def stream_table(ctx: Context, pm: Matches, mm: Matches, nm: NeuronMatches, pos:
             "writes, 'reads' what it responds to (a message's pattern words; a neuron's input words). The "
             "rollup above sums the direct effects by kind, layer and head. Sorted by |direct effect|.")
     rollup = _rollup(d, effect, effect_next if nxt is not None else None)
-    def tip(r, reads=False):
-        kind, l, h, src, n, w = r[1], r[2], r[3], r[4], r[6], r[7]
-        if kind == "message":
-            return (pm if reads else mm).tip(ctx.vocab, l, h, src)
-        if kind == "neuron":
-            return nm.inputs.tip(ctx.vocab, l, n) if reads else \
-                (nm.outputs if w > 0 else nm.negatives).tip(ctx.vocab, l, n)
-        return None if reads else other_tip.get(r[0])
-
-    other_tip = {labels[i]: om.tip(ctx.vocab, j) for j, i in enumerate(other.tolist())}
-    table = Table("stream", "Residual stream", columns, rows, note, html_limit=200, before=(rollup,),
-                  tips={"words": tip, "reads": lambda r: tip(r, reads=True)})
-    return table, error
+    return Table("stream", "Residual stream", columns, rows, note), rollup, error
 
 
 def _bias_rows(tr, d, rows: np.ndarray, pos: int) -> np.ndarray:
@@ -127,7 +121,6 @@ def _rollup(d, effect: np.ndarray, effect_next: np.ndarray | None) -> Table:
 
 
 STREAM_TOP = 10   # per position, in the all-positions view: the largest heads and neurons (streams.csv)
-STREAM_PAGE = 5   # and in the page
 
 
 def attended_values(tr, n: int) -> list[np.ndarray]:
@@ -217,6 +210,4 @@ def streams_table(ctx: Context) -> Table:
                  "token's logit and on the actual next token's, summed by kind, then the heads and neurons with "
                  f"the largest effect on the prediction (the page shows {STREAM_PAGE}; streams.csv has "
                  f"{STREAM_TOP} each and the sums by layer). Pick a position above (the 'Residual stream' tab "
-                 "has every row of one position: --position).",
-                 select="pos", group_by=("pos",),
-                 html_when=lambda r: r[2] == "kind" or (r[4] is not None and r[4] <= STREAM_PAGE))
+                 "has every row of one position: --position).")

@@ -1,7 +1,9 @@
 """The table builders: one function per table of the essay, each returning a Table of plain rows.
 
 They read the Context and the Matches that context.py found; nothing here searches the vocabulary or
-formats HTML. The residual-stream tables are in stream.py.
+lays out the page (analysis.report.layout does, by table name). A column of words has its Scored values
+(the words with their scores) in a column beside it, e.g. "words (scores)". The residual-stream tables
+are in stream.py.
 """
 from __future__ import annotations
 
@@ -9,10 +11,11 @@ from operator import itemgetter
 
 import numpy as np
 
-from .context import Context, NeuronMatches, logit_lens_top
+from ..report.layout import TOKEN_COLUMNS, scores_column
+from ..report.table import Table
 from ..search.matches import Matches
 from ..search.spaces import show_token
-from ..report.table import Table
+from .context import Context, NeuronMatches, logit_lens_top
 
 
 def _head_table(ctx: Context, m: Matches, name: str, title: str, note: str) -> Table:
@@ -21,14 +24,14 @@ def _head_table(ctx: Context, m: Matches, name: str, title: str, note: str) -> T
     cells, bias = m.cells.tolist(), np.round(m.bias_z.astype(np.float64), 3).tolist()
     raw = [",".join(itemgetter(*row)(strings)) if len(row) > 1 else strings[row[0]]    # itemgetter: a C loop
            for row in m.ids.reshape(-1, m.ids.shape[-1]).tolist()]
-    rows = [[l, h, t, tok[t], cells[l][h][t], bias[l][h][t], raw[(l * H + h) * T + t]]
+    scored = m.scored.reshape(-1).tolist()
+    rows = [[l, h, t, tok[t], cells[l][h][t], bias[l][h][t], raw[(l * H + h) * T + t], scored[(l * H + h) * T + t]]
             for l in range(L) for h in range(H) for t in range(T)]
     if T > TOKEN_COLUMNS:
         note += (f" This prompt is long: the page shows the first {TOKEN_COLUMNS} tokens; {name}.csv has all "
                  f"{T}.")
-    return Table(name, title, ["layer", "head", "pos", "token", "words", "bias_z", "matches"], rows, note,
-                 pivot=(("layer", "head"), "pos", "words"), tips={"words": lambda r: m.tip(ctx.vocab, *r[:3])},
-                 html_limit=TOKEN_COLUMNS)
+    return Table(name, title, ["layer", "head", "pos", "token", "words", "bias_z", "matches",
+                               scores_column("words")], rows, note)
 
 
 def patterns_table(ctx: Context, pm: Matches) -> Table:
@@ -46,10 +49,9 @@ def messages_table(ctx: Context, mm: Matches) -> Table:
                        "attends here picks up. Hover a cell for the scores.")
 
 
-# The format follows the size. Long prompts keep every value somewhere, but not as one page cell each:
-TOKEN_COLUMNS = 64              # a table with a column per token shows those columns in the page up to this T
+# The format follows the size. Long prompts keep every value somewhere, but not as one cell each (the page's
+# limits, such as TOKEN_COLUMNS, are in analysis.report.layout):
 ATTENDED_CELLS = 2_000_000      # attended.csv: whole heads up to this many attention cells
-ATTENDED_HTML_CELLS = 60_000    # the page: a browser stays responsive, and the page small
 GRID_TOKENS = 24                # the attention and position grids: the first tokens of each head
 PREFIX_CHARS = 80               # long prompts: predictions show the end of each prefix
 
@@ -75,7 +77,7 @@ def attended_table(ctx: Context, pm: Matches, mm: Matches) -> Table:
         a = a.tolist()
         for s_ in range(T):
             rows.append([l, h, s_, show_token(ctx.tokens[s_]), pm.cell(l, h, s_), mm.cell(l, h, s_), got_mean[s_],
-                         got_max[s_]] + [None] * s_ + a[s_][s_:])
+                         got_max[s_]] + [None] * s_ + a[s_][s_:] + [pm.scored[l, h, s_], mm.scored[l, h, s_]])
     kept = "" if n_heads == L * H else (f" This prompt is long: the CSV keeps the {n_heads} of {L * H} heads that "
                                         "attend least to position 0 (Trace.attn has them all).")
     base = ["layer", "head", "source", "token", "pattern", "message", "mean attention received", "max attention"]
@@ -83,16 +85,12 @@ def attended_table(ctx: Context, pm: Matches, mm: Matches) -> Table:
     if not wide:
         kept += (f" The page shows the first {max(1, 1000 // T)} whole heads, without the {T} per-query columns "
                  "(attended.csv has them).")
-    return Table("attended", "Attended messages", base + ctx.token_columns(), rows,
+    return Table("attended", "Attended messages",
+                 base + ctx.token_columns() + [scores_column("pattern"), scores_column("message")], rows,
                  "Each row is a context token at one head: its pattern (what finds it), its message (what it "
                  "passes on), and the attention the later tokens gave it, per query on the right: which "
                  "patterns were matched, which messages picked up. Heads are ordered by how little attention "
-                 "they park on position 0, most interesting first." + kept,
-                 heat=tuple(ctx.token_columns()) + ("mean attention received", "max attention"),
-                 html_limit=max(T, ATTENDED_HTML_CELLS // (T + 8) // T * T) if wide else max(T, 1000 // T * T),
-                 html_columns=None if wide else tuple(base),
-                 group_by=("layer", "head"), tips={"pattern": lambda r: pm.tip(ctx.vocab, *r[:3]),
-                                                   "message": lambda r: mm.tip(ctx.vocab, *r[:3])})
+                 "they park on position 0, most interesting first." + kept)
 
 
 def attention_grid_table(ctx: Context) -> Table:
@@ -112,7 +110,7 @@ def attention_grid_table(ctx: Context) -> Table:
                               "attended.csv, every query of its heads).")
     return Table("attention", "Attention", ["layer", "head", "query"] + cols, rows,
                  "Each head's attention: rows are queries, columns the keys they attend to (white 0, green 0.5, "
-                 "red 1)." + kept, heat=tuple(cols), blocks=("layer", "head"))
+                 "red 1)." + kept)
 
 
 # -- neurons ------------------------------------------------------------------------------------
@@ -128,6 +126,7 @@ def neurons_table(ctx: Context, nm: NeuronMatches) -> Table:
     hi, lo = acts.max(axis=1), acts.min(axis=1)                           # [L, m]: no [L, T, m] temporary
     effect = np.maximum(hi, -lo) * out_norm                               # max |activation| x ||W_out||
     cin, cout = nm.inputs.cells.tolist(), nm.outputs.cells.tolist()       # [L][m]
+    sin, sout = nm.inputs.scored.tolist(), nm.outputs.scored.tolist()     # [L][m]
     wide = T <= TOKEN_COLUMNS
     up = hi >= -lo                                                        # the largest |activation| is positive
     arg = lambda f: np.stack([f(a, axis=0) for a in acts])  # noqa: E731  per layer: no [L, m, T] copy
@@ -140,21 +139,24 @@ def neurons_table(ctx: Context, nm: NeuronMatches) -> Table:
     for l, n in zip(*np.unravel_index(np.argsort(-effect.reshape(-1), kind="stable"), (L, m))):
         l, n = int(l), int(n)
         rows.append([l, n, cin[l][n], cout[l][n], eff[l][n], peak_act[l][n], f"{peak[l][n]}:{tok[peak[l][n]]}"]
-                    + (acts_ln[l][n] if wide else []))
+                    + (acts_ln[l][n] if wide else []) + [sin[l][n], sout[l][n]])
     where = ("Activations per token on the right; exact zeros show as --." if wide else
              f"This prompt is long: the {T} activations of each neuron are in mlp_acts.npy ([L, T, m], float32, "
              "as Trace.mlp_acts), not in this table.")
     return Table("neurons", "FFN neurons",
                  ["layer", "neuron", "input words", "output words", "effect", "peak activation", "at"]
-                 + (ctx.token_columns() if wide else []), rows,
+                 + (ctx.token_columns() if wide else []) + [scores_column("input words"), scores_column("output words")],
+                 rows,
                  "Input words: what the neuron looks for (W_in column vs LN2 of the vocabulary). Output words: "
                  "what it writes (W_out row vs ln_f gain x W_E). These never change with the prompt. Sorted by "
                  "effect = max |activation| x ||W_out||; the peak is the activation of largest size and its "
-                 "token. " + where,
-                 heat=tuple(ctx.token_columns()), html_limit=150, zeros_as_dashes=True,
-                 arrays={} if wide else {"mlp_acts.npy": acts},
-                 tips={"input words": lambda r: nm.inputs.tip(ctx.vocab, r[0], r[1]),
-                       "output words": lambda r: nm.outputs.tip(ctx.vocab, r[0], r[1])})
+                 "token. " + where)
+
+
+def neuron_arrays(ctx: Context) -> dict[str, np.ndarray]:
+    """Files written beside neurons.csv: a long prompt's activations ([L, T, m], as Trace.mlp_acts), for which
+    the neurons table has no columns."""
+    return {} if ctx.trace.n_tokens <= TOKEN_COLUMNS else {"mlp_acts.npy": ctx.trace.mlp_acts}
 
 
 BOS_RATIO = 0.25   # a BOS neuron fires at position 0 at least 1 / BOS_RATIO times as strongly as anywhere else
@@ -170,21 +172,17 @@ def bos_neurons_table(ctx: Context, nm: NeuronMatches, limit: int = 40) -> Table
     chosen = np.argwhere((first > 0) & (rest <= BOS_RATIO * first))
     chosen = sorted(chosen.tolist(), key=lambda ln: -first[ln[0], ln[1]])[:limit]
     rows = [[l, n, float(first[l, n]), float(rest[l, n]), nm.outputs.cell(l, n), nm.inputs.cell(l, n)]
-            + [float(a) for a in acts[l, :, n]] for l, n in chosen]
+            + [float(a) for a in acts[l, :, n]] + [nm.outputs.scored[l, n], nm.inputs.scored[l, n]]
+            for l, n in chosen]
     none = "" if rows else " None of this prompt's neurons qualifies."
     return Table("bos_neurons", "BOS neurons",
                  ["layer", "neuron", "activation at 0", "max |activation| elsewhere", "output words",
-                  "input words"] + ctx.token_columns(), rows,
+                  "input words"] + ctx.token_columns() + [scores_column("output words"), scores_column("input words")],
+                 rows,
                  f"Neurons whose activation at position 0 ({ctx.tokens[0]!r}) is positive and at least "
                  f"{1 / BOS_RATIO:g}x their "
                  "largest activation anywhere else, strongest first. Position 0 sees no context, so these "
-                 "contributions are the same for every prompt that starts with this token." + none,
-                 heat=tuple(ctx.token_columns()), zeros_as_dashes=True,
-                 html_columns=None if T <= TOKEN_COLUMNS else ("layer", "neuron", "activation at 0",
-                                                              "max |activation| elsewhere", "output words",
-                                                              "input words"),
-                 tips={"input words": lambda r: nm.inputs.tip(ctx.vocab, r[0], r[1]),
-                       "output words": lambda r: nm.outputs.tip(ctx.vocab, r[0], r[1])})
+                 "contributions are the same for every prompt that starts with this token." + none)
 
 
 # -- residual stream ----------------------------------------------------------------------------
@@ -203,11 +201,10 @@ def evolution_tables(ctx: Context) -> tuple[Table, Table]:
             "output. Read down a column to watch a token turn into its prediction. Every token is ranked, "
             "fragments too: · is a leading space, [brackets] mark a BPE fragment (no whole word), <e2 80> the "
             "bytes of a byte fragment.")
-    page = None if len(cols) - 1 <= TOKEN_COLUMNS else tuple(cols[: TOKEN_COLUMNS + 1])
-    if page:
+    if len(cols) - 1 > TOKEN_COLUMNS:
         note += f" This prompt is long: the page shows the first {TOKEN_COLUMNS} tokens; the CSVs have all."
-    return (Table("evolution", "Token evolution", cols, one, note, html_columns=page),
-            Table("evolution_top10", "Token evolution (top 10)", cols, ten, note, html_columns=page))
+    return (Table("evolution", "Token evolution", cols, one, note),
+            Table("evolution_top10", "Token evolution (top 10)", cols, ten, note))
 
 
 def predictions_table(ctx: Context) -> Table:
@@ -250,23 +247,18 @@ def selected_table(ctx: Context, pm: Matches, mm: Matches, nm: NeuronMatches,
         for s_ in range(T):
             got = tr.attn[l, h, s_:, s_]                                      # from every query at or after s
             rows.append([l, h, None, s_, show_token(ctx.tokens[s_]), pm.cell(l, h, s_), mm.cell(l, h, s_),
-                         float(got.mean()), None, None, None])
+                         float(got.mean()), None, None, None, pm.scored[l, h, s_], mm.scored[l, h, s_], None, None])
     for l, n in neurons:
         acts = tr.mlp_acts[l, :, n]
         rows.append([l, None, n, None, None, None, None, None, nm.inputs.cell(l, n), nm.outputs.cell(l, n),
-                     " ".join(f"{show_token(ctx.tokens[t])}={a:.3g}" for t, a in enumerate(acts.tolist()))])
-    def tip(r, col):
-        l, h, n, pos = r[0], r[1], r[2], r[3]
-        if h is not None:
-            return (pm if col == "pattern" else mm).tip(ctx.vocab, l, h, pos)
-        return (nm.inputs if col == "input" else nm.outputs).tip(ctx.vocab, l, n)
+                     " ".join(f"{show_token(ctx.tokens[t])}={a:.3g}" for t, a in enumerate(acts.tolist())),
+                     None, None, nm.inputs.scored[l, n], nm.outputs.scored[l, n]])
+    words = ["pattern words", "message words", "input words", "output words"]
 
     return Table("selected", "Selected", ["layer", "head", "neuron", "pos", "token", "pattern words",
                                           "message words", "attention received", "input words", "output words",
-                                          "activations"], rows,
+                                          "activations"] + [scores_column(c) for c in words], rows,
                  "The heads and neurons you selected (--heads, --neurons). A head has one row per token: the "
                  "pattern the token leaves behind, its message, and the mean attention later tokens paid it. A "
                  "neuron has its input words (what it looks for), its output words (what it writes) and its "
-                 "activation at each token.", group_by=("layer", "head", "neuron"),
-                 tips={"pattern words": lambda r: tip(r, "pattern"), "message words": lambda r: tip(r, "message"),
-                       "input words": lambda r: tip(r, "input"), "output words": lambda r: tip(r, "output")})
+                 "activation at each token.")

@@ -1,0 +1,215 @@
+"""A table as HTML: its block on the page (title, reading guide, rows), drawn as its layout says
+(analysis.report.layout), with the Scored columns as the tooltips of the cells they belong to."""
+from __future__ import annotations
+
+import html
+
+import numpy as np
+
+from ..search.matches import HIGH_BIAS
+from .layout import Layout, is_scores_column, layout_of, scores_column
+
+
+def display(v, zeros_as_dashes: bool = False, digits: int = 4):
+    """A cell as text: None blank, exact zeros "--" where asked, floats to `digits` significant digits."""
+    if v is None:
+        return ""
+    if isinstance(v, (float, np.floating)):
+        if zeros_as_dashes and v == 0.0:
+            return "--"
+        return f"{float(v):.{digits}g}"
+    return v
+
+
+def tip_text(scored: tuple) -> str:
+    """The tooltip of a cell from its Scored value (analysis.search.matches): the k words with their scores,
+    and the mean bias z that decides "(high bias)"."""
+    words, scores, bias_z, high_bias = scored
+    text = ", ".join(f"{w} {x:.3f}" for w, x in zip(words, scores))
+    if high_bias:
+        return f"(high bias: mean bias z {bias_z:+.2f}) hidden words: {text}"
+    return f"{text} (mean bias z {bias_z:+.2f})"
+
+
+GREEN = (87, 187, 138)
+RED = (230, 124, 115)
+WHITE = (255, 255, 255)
+
+
+def heat_colour(v) -> str:
+    """0 white, 0.5 green, 1.0 and above red (linear in between); negatives white, as in the essay."""
+    if v is None:
+        return ""
+    x = max(0.0, float(v))
+    if x <= 0.5:
+        a, b, f = WHITE, GREEN, x / 0.5
+    else:
+        a, b, f = GREEN, RED, min(1.0, (x - 0.5) / 0.5)
+    r, g, bl = (round(a[i] + (b[i] - a[i]) * f) for i in range(3))
+    return f"background:rgb({r},{g},{bl})"
+
+
+def esc(v) -> str:
+    return html.escape(str(v), quote=True)
+
+
+STICKY_KEYS = ("layer", "head", "neuron", "pos", "source", "query")   # label columns that stay in view
+
+
+def _cell(lay: Layout, col: str, v, tip: str | None = None, sticky: str = "") -> str:
+    style = heat_colour(v) if col in lay.heat and v is not None else ""
+    text = display(v, lay.zeros_as_dashes)
+    cls = ["num"] if isinstance(v, (int, float, np.number)) and not isinstance(v, bool) else []
+    if isinstance(v, bool):
+        cls.append("ok" if v else "bad")
+    if v == HIGH_BIAS:
+        cls.append("hb")
+    if sticky:
+        cls.append(sticky)
+    attrs = (f' class="{" ".join(cls)}"' if cls else "") + (f' style="{style}"' if style else "")
+    if tip:
+        attrs += f' title="{esc(tip)}"'
+    return f"<td{attrs}>{esc(text)}</td>"
+
+
+def _sticky(columns: list[str]) -> dict[int, str]:
+    """The leading label columns that stick to the left edge: s0, s1, ... (fixed widths in the CSS)."""
+    out = {}
+    for i, c in enumerate(columns[:3]):
+        if c not in STICKY_KEYS:
+            break
+        out[i] = f"s{i}"
+    return out or {0: "s0w"}                      # else the first column, whatever its width
+
+
+def _row_attrs(table, lay: Layout, r: list, prev: list | None) -> str:
+    """data-* for the jump box and the position chooser, and a separator where a group starts."""
+    attrs = ""
+    for key, name in (("layer", "l"), ("head", "h"), ("neuron", "n")):
+        if key in table.columns and r[table.columns.index(key)] is not None:
+            attrs += f' data-{name}="{r[table.columns.index(key)]}"'
+    if lay.select:
+        attrs += f' data-sel="{esc(r[table.columns.index(lay.select)])}"'
+    if lay.group_by and prev is not None:
+        gi = [table.columns.index(c) for c in lay.group_by]
+        if any(r[i] != prev[i] for i in gi):
+            attrs += ' class="sep"'
+    return attrs
+
+
+def _tip_index(table, column: str) -> int | None:
+    name = scores_column(column)
+    return table.columns.index(name) if name in table.columns else None
+
+
+def _flat_html(table, lay: Layout) -> str:
+    rows = table.rows if lay.when is None else [r for r in table.rows if lay.when(r)]
+    n_all = len(rows)
+    rows = rows if lay.limit is None else rows[: lay.limit]
+    shown = [i for i, c in enumerate(table.columns)
+             if (lay.columns is None or c in lay.columns) and not is_scores_column(c)]
+    sticky = _sticky([table.columns[i] for i in shown])
+    head = "".join(f'<th class="{sticky[j]}">{esc(table.columns[i])}</th>' if j in sticky else
+                   f"<th>{esc(table.columns[i])}</th>" for j, i in enumerate(shown))
+    tips = {i: t for i in shown if (t := _tip_index(table, table.columns[i])) is not None}
+    body = []
+    prev = None
+    for r in rows:
+        cells = "".join(_cell(lay, table.columns[i], r[i],
+                              tip_text(r[tips[i]]) if i in tips and r[tips[i]] is not None
+                              and r[i] not in (None, "", "--") else None, sticky.get(j, ""))
+                        for j, i in enumerate(shown))
+        body.append(f"<tr{_row_attrs(table, lay, r, prev)}>{cells}</tr>")
+        prev = r
+    more = ""
+    if len(rows) < n_all:
+        more = (f'<p class="more">Showing the first {len(rows)} of {n_all} rows; '
+                f'{n_all - len(rows)} more are in {esc(table.name)}.csv.</p>')
+    chooser = ""
+    if lay.select:
+        si = table.columns.index(lay.select)
+        ti = table.columns.index("token") if "token" in table.columns else None
+        values = dict.fromkeys((r[si], "" if ti is None else f": {r[ti]}") for r in rows)
+        opts = "".join(f'<option value="{esc(v)}">{esc(v)}{esc(t)}</option>' for v, t in values)
+        chooser = (f'<p class="chooser" hidden><label>{esc(lay.select)} <select data-chooser>{opts}</select>'
+                   "</label></p>")
+    return (f'{chooser}<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>\n' + "\n".join(body)
+            + f"\n</tbody></table></div>{more}")
+
+
+def _pivot_html(table, lay: Layout) -> str:
+    """Rows keyed by the pivot's key columns, one column per value of its column key (the essay's sheet layout)."""
+    keys, col_key, value = lay.pivot
+    ki = [table.columns.index(k) for k in keys]
+    ci, vi, ti = table.columns.index(col_key), table.columns.index(value), table.columns.index("token")
+    tip = _tip_index(table, value)
+    grid, cols = {}, {}
+    for r in table.rows:
+        if lay.limit is not None and r[ci] not in cols and len(cols) >= lay.limit:
+            continue                                        # only the first `limit` column keys
+        grid.setdefault(tuple(r[i] for i in ki), {})[r[ci]] = r
+        cols[r[ci]] = r[ti]
+    head = ("".join(f'<th class="s{i}">{esc(k)}</th>' for i, k in enumerate(keys))
+            + "".join(f"<th>{esc(c)}:{esc(t)}</th>" for c, t in cols.items()))
+    body = []
+    for key, cells in grid.items():
+        attrs = "".join(f' data-{k[0]}="{v}"' for k, v in zip(keys, key) if k in ("layer", "head", "neuron"))
+        tds = "".join(f'<td class="num s{i}">{esc(k)}</td>' for i, k in enumerate(key))
+        for c in cols:
+            r = cells.get(c)
+            v = "" if r is None else r[vi]
+            cls = "hb" if v == HIGH_BIAS else "words"
+            title = (f' title="{esc(tip_text(r[tip]))}"'
+                     if tip is not None and r is not None and r[tip] is not None else "")
+            tds += f'<td class="{cls}"{title}>{esc(v)}</td>'
+        body.append(f"<tr{attrs}>{tds}</tr>")
+    return (f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>\n' + "\n".join(body)
+            + "\n</tbody></table></div>")
+
+
+BLOCK_TITLES = 20_000   # a block grid's cells carry their value as a tooltip up to this many cells
+
+
+def _blocks_html(table, lay: Layout) -> str:
+    """A grid of small heat maps, one per block key (e.g. one per head). Cells are classes h0..h10 (the
+    value in tenths, coloured as the heat map), with the value as a tooltip while the grid is small."""
+    ki = [table.columns.index(k) for k in lay.blocks]
+    ri = len(lay.blocks)                                    # the row label column follows the keys
+    hi = [table.columns.index(c) for c in lay.heat]
+    rows = table.rows if lay.limit is None else table.rows[: lay.limit]
+    titles = len(rows) * len(hi) <= BLOCK_TITLES
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault(tuple(r[i] for i in ki), []).append(r)
+    parts = []
+    for key, rs in groups.items():
+        name = " ".join(f"{k[0].upper()}{v}" for k, v in zip(lay.blocks, key))
+        body = []
+        for r in rs:
+            tds = []
+            for i in hi:
+                v = r[i]
+                if v is None:
+                    tds.append("<td></td>")
+                    continue
+                title = f' title="{esc(table.columns[i])}: {v:.3f}"' if titles else ""
+                tds.append(f'<td class="h{min(10, max(0, round(v * 10)))}"{title}></td>')
+            body.append(f'<tr><th class="q">{esc(r[ri])}</th>{"".join(tds)}</tr>')
+        parts.append(f'<figure class="blk"><figcaption>{esc(name)}</figcaption><table class="grid">'
+                     f'{"".join(body)}</table></figure>')
+    return f'<div class="blocks">{"".join(parts)}</div>'
+
+
+def table_html(table, tables: dict | None = None) -> str:
+    """The table's block: its title and reading guide, the tables its layout shows before it (each with its
+    own title and guide; found by name in `tables`, the report's), then its rows."""
+    lay = layout_of(table)
+    above = [tables[n] for n in lay.before if n in tables] if tables else []
+    before = "".join(f'<h3>{esc(t.title)}</h3><p class="note">{esc(t.note)}</p>{_body_html(t, layout_of(t))}'
+                     for t in above)
+    return (f'<div class="mg2"><h2>{esc(table.title)}</h2><p class="note">{esc(table.note)}</p>{before}'
+            + ("<h3>Rows</h3>" if before else "") + f"{_body_html(table, lay)}</div>")
+
+
+def _body_html(table, lay: Layout) -> str:
+    return _pivot_html(table, lay) if lay.pivot else _blocks_html(table, lay) if lay.blocks else _flat_html(table, lay)
