@@ -51,7 +51,12 @@ class Table:
         """Every column but the Scored ones (layout.scores_column: k scores a cell would multiply the CSVs'
         size by ten; to_pandas has them), each cell spreadsheet-safe (csv_safe)."""
         keep = [i for i, c in enumerate(self.columns) if not is_scores_column(c)]
-        rows = self.rows if len(keep) == len(self.columns) else ([r[i] for i in keep] for r in self.rows)
+        if len(keep) == len(self.columns):
+            rows = self.rows
+        elif keep == list(range(len(keep))):                   # the Scored columns last (as the views put them)
+            rows = (r[: len(keep)] for r in self.rows)
+        else:
+            rows = ([r[i] for i in keep] for r in self.rows)
         with open(path, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
             w.writerow([self.columns[i] for i in keep])

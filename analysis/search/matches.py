@@ -21,8 +21,9 @@ DEFAULT_BIAS_THRESHOLD = 2.0
 #   scores     tuple[float, ...]  their similarity (cosine or dot)
 #   bias_z     float              the words' mean standardised token bias
 #   high_bias  bool               |bias_z| > threshold: the vector's cell shows "(high bias)" instead of the words
-# An exact tuple (not a NamedTuple) of plain values: the garbage collector stops tracking it, which matters
-# at 10^5 of them (a NamedTuple stays tracked, and every full collection walks them all again).
+# A report holds ~10^5 of them (every neuron, three times). An exact tuple of plain values, not a NamedTuple:
+# the garbage collector stops tracking an exact tuple, while a NamedTuple stays tracked and every full
+# collection walks them all again. Tuples, not array rows, so that rows compare and hash as values.
 
 
 @contextmanager
@@ -79,7 +80,7 @@ class Matches:
         """[*S] object: each vector's Scored tuple (words, scores, bias_z, high_bias), made once, in bulk."""
         k = self.scores.shape[-1]
         with _collector_paused():
-            scores = zip(*[iter(self.scores.reshape(-1).tolist())] * k)        # k-tuples of floats
+            scores = zip(*[iter(self.scores.reshape(-1).tolist())] * k)        # k-tuples of floats, in C
             each = zip(self.words.reshape(-1).tolist(), scores, self.bias_z.reshape(-1).tolist(),
                        self.high_bias.reshape(-1).tolist())
             return np.fromiter(each, object, self.cells.size).reshape(self.shape)
