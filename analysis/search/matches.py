@@ -29,8 +29,9 @@ DEFAULT_BIAS_THRESHOLD = 2.0
 @contextmanager
 def _collector_paused():
     """For making ~10^5 small objects that all stay alive: the cyclic garbage collector would otherwise run
-    hundreds of times meanwhile, each time over the growing heap (0.5 s of a GPT-2 report's 1.5 s of
-    tables). Tuples of plain values are untracked at its next run."""
+    hundreds of times meanwhile, each time over the growing heap (its time in a GPT-2 8-token analyze():
+    0.55 s with, 0.31 s without; 0.25 s before the Scored columns). Exact tuples of plain values are
+    untracked at its next run."""
     enabled = gc.isenabled()
     gc.disable()
     try:

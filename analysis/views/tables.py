@@ -145,8 +145,8 @@ def neurons_table(ctx: Context, nm: NeuronMatches) -> Table:
              "as Trace.mlp_acts), not in this table.")
     return Table("neurons", "FFN neurons",
                  ["layer", "neuron", "input words", "output words", "effect", "peak activation", "at"]
-                 + (ctx.token_columns() if wide else []) + [scores_column("input words"), scores_column("output words")],
-                 rows,
+                 + (ctx.token_columns() if wide else [])
+                 + [scores_column("input words"), scores_column("output words")], rows,
                  "Input words: what the neuron looks for (W_in column vs LN2 of the vocabulary). Output words: "
                  "what it writes (W_out row vs ln_f gain x W_E). These never change with the prompt. Sorted by "
                  "effect = max |activation| x ||W_out||; the peak is the activation of largest size and its "
