@@ -70,7 +70,7 @@ def test_bad_edits_are_clear_errors(model):
         model.run([1, 2], edits=[Edit.head(0, 4)])
     with pytest.raises(minigpt2.InputError, match="edit position 5 is outside 0..1"):
         model.run([1, 2], edits=[Edit.neuron(0, 1, pos=5)])
-    with pytest.raises(minigpt2.InputError, match=r"finite vector of shape \(48,\)"):
+    with pytest.raises(minigpt2.InputError, match=r"vector of shape \(48,\), got shape \(3,\)"):
         model.run([1, 2], edits=[Edit.resid(0, 0, np.zeros(3))])
     with pytest.raises(minigpt2.InputError, match="must be made with minigpt2.Edit"):
         model.run([1, 2], edits=["L0 N5"])
