@@ -104,7 +104,7 @@ class ResidEdit(Edit):
 def _scale(s) -> float:
     if isinstance(s, bool) or not isinstance(s, numbers.Real):
         raise InputError(f"edit scale must be a real number, got {s!r}")
-    if not abs(s) <= np.finfo(np.float32).max:
+    if not abs(s) <= float(np.finfo(np.float32).max):
         raise InputError(f"edit scale must be finite in float32 (|scale| <= 3.4e38), got {s}")
     return float(s)
 
