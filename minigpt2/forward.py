@@ -62,7 +62,7 @@ def causal_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, attn: np.ndarr
     """
     H, T, e = q.shape
     b = BLOCK
-    z = np.empty((H, T, e), np.float32)
+    z = np.empty((H, T, e), q.dtype)
     above = np.triu(np.full((b, b), -np.inf, np.float32), 1)              # mask within a diagonal block
     for t0 in range(0, T, b):
         t1 = min(T, t0 + b)
@@ -137,8 +137,9 @@ class Record:
     mlp_out: np.ndarray        # [L, T, D]
 
     @classmethod
-    def empty(cls, cfg: GPT2Config, T: int) -> "Record":
-        L, H, D, e, m, f32 = cfg.n_layers, cfg.n_heads, cfg.d_model, cfg.d_head, cfg.d_mlp, np.float32
+    def empty(cls, cfg: GPT2Config, T: int, dtype=np.float32) -> "Record":
+        """Buffers for T tokens, in the weights' dtype (float32; float64 weights run in float64)."""
+        L, H, D, e, m, f32 = cfg.n_layers, cfg.n_heads, cfg.d_model, cfg.d_head, cfg.d_mlp, dtype
         LTD = lambda: np.empty((L, T, D), f32)  # noqa: E731
         return cls(resid_pre=np.empty((L + 1, T, D), f32), resid_mid=LTD(), ln1=LTD(),
                    attn=np.zeros((L, H, T, T), f32), keys=np.empty((L, H, T, e), f32),
@@ -154,7 +155,7 @@ def blocks(p: Params, cfg: GPT2Config, x: np.ndarray, ce: Compiled, start: int =
     activation multipliers inside). rec: the arrays to record into (run), or None to keep nothing (logits).
     """
     eps, L = cfg.layer_norm_eps, cfg.n_layers
-    scratch = np.zeros((cfg.n_heads, x.shape[0], x.shape[0]), np.float32) if rec is None else None
+    scratch = np.zeros((cfg.n_heads, x.shape[0], x.shape[0]), x.dtype) if rec is None else None
     inv_sqrt = np.float32(1.0 / np.sqrt(cfg.d_head))
     for l in range(start, L):
         x = ce.patch(x, l)
@@ -221,7 +222,7 @@ def run(p: Params, cfg: GPT2Config, ids, edits=()) -> Trace:
     T = ids.shape[0]
     edits = check_edits(edits, cfg, T)
     ce = compile_edits(edits, cfg, T)
-    rec = Record.empty(cfg, T)
+    rec = Record.empty(cfg, T, p.W_E.dtype)
     with np.errstate(over="ignore", invalid="ignore"):     # overflow is reported once, by check_finite
         x = blocks(p, cfg, embed(ids, p), ce, 0, rec)
         out = check_finite(unembed(x, p, cfg.layer_norm_eps), rec.resid_pre, edited=bool(edits))

@@ -8,6 +8,7 @@ import numpy as np
 from . import forward
 from .config import GPT2Config
 from .errors import ConfigError, InputError, LoadError, TokenizerError, WeightsError, check_index
+from .backward import Grads, backward
 from .hub import WEIGHTS_FILE, resolve
 from .tokenizer import GPT2Tokenizer
 from .trace import Trace
@@ -42,6 +43,13 @@ class Model:
 
         edits: minigpt2.Edit.neuron / head / resid, applied inside the pass (see minigpt2.edits)."""
         return forward.run(self.params, self.cfg, ids, edits)
+
+    def grad(self, ids, *, targets=None, edits=()) -> Grads:
+        """The backward pass: Grads of the mean cross-entropy of logits[t] against targets[t] (default: the next
+        token, ids[1:], the last position unscored: HF's loss with labels=ids; a negative target is not
+        scored), through the edited model. Holds the trace of the forward pass plus one layer's temporaries."""
+        tr = self.run(ids, edits)
+        return backward(tr, self.cfg, targets)
 
     def unembed(self, x: np.ndarray) -> np.ndarray:
         """Logits of residual vectors x [..., D]: LN_f(x) @ W_E^T, [..., V]. The logit lens, for any layer."""
