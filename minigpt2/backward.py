@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import GPT2Config
+from .edits import put_head_z
 from .errors import InputError
 from .layers import inv_std, normalize
 from .trace import Trace
@@ -25,6 +26,7 @@ class Grads:
     """Gradients of the loss (mean cross-entropy over the scored positions) of one run."""
     loss: float
     resid_pre: np.ndarray   # [L+1, T, D] d loss / d resid_pre[l] (the state block l reads; [L]: ln_f's input)
+    resid_mid: np.ndarray   # [L, T, D] d loss / d resid_mid[l] (= d loss / d attention block l's output)
     attn: np.ndarray        # [L, H, T, T] d loss / d the attention probabilities after the softmax (and edits);
                             #   above the diagonal, where the probability is 0, what a weight there would get
     mlp_acts: np.ndarray    # [L, T, m] d loss / d the activations after GELU (and edits)
@@ -100,15 +102,16 @@ def mlp_backward(tr: Trace, l: int, g: np.ndarray, scale, eps: float):
     return dmid, dacts, (dW_in, db_in, dW_out, db_out, dln2_w, dln2_b)
 
 
-def attention_backward(tr: Trace, l: int, g: np.ndarray, scale, eps: float):
+def attention_backward(tr: Trace, l: int, g: np.ndarray, scale, replaced: dict, eps: float):
     """Block l's attention from g = d loss / d its output [T, D]: (d resid_pre[l] [T, D] through attention
     alone, d attn [H, T, T], (dW_Q, dW_K, dW_V, db_Q, db_K, db_V, dW_O, db_O, dln1_w, dln1_b))."""
     p = tr.params
     H, T, e = tr.keys.shape[1:]
     A, k, v, ln1 = tr.attn[l], tr.keys[l], tr.values[l], tr.ln1[l]
-    z = A @ v                                                                  # [H, T, e] recomputed
+    z = put_head_z(A @ v, replaced)                                            # [H, T, e] recomputed
     dW_O = z.transpose(0, 2, 1) @ g                                            # [H, e, T] @ [T, D]
     dz = g @ p.W_O[l].transpose(0, 2, 1)                                       # [T, D] @ [H, D, e] -> [H, T, e]
+    dz[list(replaced)] = 0                                                     # a replaced output is a constant
     dA = dz @ v.transpose(0, 2, 1)                                             # [H, T, T] (see Grads.attn)
     dv = A.transpose(0, 2, 1) @ dz                                             # [H, T, e]
     q = (ln1 @ p.W_Q[l] + p.b_Q[l][:, None]) * np.float32(1.0 / np.sqrt(e))   # [H, T, e] recomputed, scaled
@@ -141,6 +144,7 @@ def backward(tr: Trace, cfg: GPT2Config, targets=None) -> Grads:
     targets = check_targets(targets, tr.ids, cfg.d_vocab)
     ce = tr.compiled
     d_resid = np.zeros_like(tr.resid_pre)
+    d_mid = np.zeros_like(tr.resid_mid)
     d_attn = np.zeros_like(tr.attn)
     d_acts = np.zeros_like(tr.mlp_acts)
     per_layer = {f: [None] * L for f in LAYER_FIELDS}
@@ -149,8 +153,8 @@ def backward(tr: Trace, cfg: GPT2Config, targets=None) -> Grads:
     for l in range(L - 1, -1, -1):
         g = _cut(g, ce.patches[l + 1])                       # d loss / d block l's output, before any patch
         dmid, d_acts[l], mlp_g = mlp_backward(tr, l, g, ce.act_scale[l], eps)
-        g = g + dmid                                         # d loss / d resid_mid[l]
-        dx, d_attn[l], attn_g = attention_backward(tr, l, g, ce.attn_scale[l], eps)
+        g = d_mid[l] = g + dmid                              # d loss / d resid_mid[l]
+        dx, d_attn[l], attn_g = attention_backward(tr, l, g, ce.attn_scale[l], ce.head_z[l], eps)
         g = d_resid[l] = g + dx                              # d loss / d resid_pre[l]
         for f, a in zip(LAYER_FIELDS, attn_g + mlp_g):
             per_layer[f][l] = a
@@ -161,7 +165,7 @@ def backward(tr: Trace, cfg: GPT2Config, targets=None) -> Grads:
     dW_pos[:T] = g
     params = Params(W_E=dW_E, W_pos=dW_pos, lnf_w=dlnf_w, lnf_b=dlnf_b,
                     **{f: np.stack(v) for f, v in per_layer.items()})
-    return Grads(loss=loss, resid_pre=d_resid, attn=d_attn, mlp_acts=d_acts, params=params,
+    return Grads(loss=loss, resid_pre=d_resid, resid_mid=d_mid, attn=d_attn, mlp_acts=d_acts, params=params,
                  n_scored=int((targets >= 0).sum()))
 
 

@@ -12,7 +12,7 @@ from .weights import Params
 
 # The block of the model each kind of row comes from: the one map from kind to block.
 BLOCK_OF = {"tok_embed": "embedding", "pos_embed": "embedding", "patch": "patch", "message": "attention",
-            "b_O": "attention", "neuron": "mlp", "b_out": "mlp"}
+            "head_out": "attention", "b_O": "attention", "neuron": "mlp", "b_out": "mlp"}
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,8 @@ class Decomposition:
     """Rows whose vectors sum to resid_pre[layer, pos]. n = number of rows."""
     layer: int
     pos: int
-    kind: np.ndarray      # [n] "tok_embed" | "pos_embed" | "patch" | "message" | "b_O" | "neuron" | "b_out"
+    kind: np.ndarray      # [n] "tok_embed" | "pos_embed" | "patch" | "message" | "head_out" (a head whose
+                          #   output an Edit.head_z replaced) | "b_O" | "neuron" | "b_out"
     layer_of: np.ndarray  # [n] layer of the contribution (-1 for embeddings)
     head: np.ndarray      # [n] head, for messages (else -1)
     source: np.ndarray    # [n] source token, for messages (else pos)
@@ -159,4 +160,6 @@ def _label(kind: str, l: int, h: int, s: int, n: int) -> str:
         return f"L{l} N{n}" if n >= 0 else f"L{l} neurons"
     if kind == "patch":
         return f"resid_pre[{l}] patched"
+    if kind == "head_out":
+        return f"L{l} H{h} output patched"
     return f"L{l} {dict(attention='attention', mlp='MLP').get(kind, kind)}"      # b_O, b_out, attention, MLP

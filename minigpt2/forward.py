@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import GPT2Config
-from .edits import Compiled, check_edits, compile_edits
+from .edits import Compiled, check_edits, compile_edits, put_head_z
 from .errors import InputError, NumericError
 from .layers import gelu_new, layer_norm, softmax_
 from .trace import Trace
@@ -76,10 +76,12 @@ def causal_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, attn: np.ndarr
     return z
 
 
-def attention(x: np.ndarray, p: Params, l: int, eps: float, attn: np.ndarray, scale: np.ndarray | None = None):
+def attention(x: np.ndarray, p: Params, l: int, eps: float, attn: np.ndarray, scale: np.ndarray | None = None,
+              head_z: dict | None = None):
     """One attention block on resid_pre [T, D], attention written into attn [H, T, T].
 
-    Returns x~ = LN1(x) [T, D], k, v [H, T, e] and the block's output [T, D] (b_O included).
+    Returns x~ = LN1(x) [T, D], k, v [H, T, e] and the block's output [T, D] (b_O included). scale: the
+    compiled attention multiplier; head_z {h: [T, e]}: heads whose output before W_O is replaced.
     """
     T = x.shape[0]
     H, e = p.W_Q.shape[1], p.W_Q.shape[3]
@@ -91,7 +93,7 @@ def attention(x: np.ndarray, p: Params, l: int, eps: float, attn: np.ndarray, sc
     k += p.b_K[l][:, None, :]
     v = np.matmul(xt, p.W_V[l])
     v += p.b_V[l][:, None, :]
-    z = causal_attention(q, k, v, attn, scale)                        # [H, T, e]
+    z = put_head_z(causal_attention(q, k, v, attn, scale), head_z or {})   # [H, T, e]
     out = z.transpose(1, 0, 2).reshape(T, H * e) @ p.W_O[l].reshape(H * e, -1)   # [T, H e] @ [H e, D]
     out += p.b_O[l]
     return xt, k, v, out
@@ -160,7 +162,7 @@ def blocks(p: Params, cfg: GPT2Config, x: np.ndarray, ce: Compiled, start: int =
     for l in range(start, L):
         x = ce.patch(x, l)
         attn = scratch if rec is None else rec.attn[l]                   # [H, T, T]: written in place
-        ln1, k, v, attn_out = attention(x, p, l, eps, attn, ce.attn_scale[l])
+        ln1, k, v, attn_out = attention(x, p, l, eps, attn, ce.attn_scale[l], ce.head_z[l])
         mid = x + attn_out                                                # resid_mid [T, D]
         ln2, _, acts, mlp_out = mlp(mid, p, l, eps, ce.act_scale[l])
         if rec is not None:

@@ -8,9 +8,9 @@ from functools import cached_property
 import numpy as np
 
 from .decomposition import Contributions, Decomposition
-from .edits import Compiled
+from .edits import Compiled, put_head_z
 from .errors import check_index
-from .readout import ln_final_scale, logit_directions
+from .readout import attended_values, ln_final_scale, logit_directions
 from .weights import Params
 
 
@@ -142,6 +142,13 @@ class Trace:
             pos += T                                                    # -1: the last position
         return layer, check_index(pos, T, "position")
 
+    def head_outputs(self, n: int | None = None) -> list[np.ndarray]:
+        """L x [H, n, e]: each head's output before W_O, attn @ v, at the first n positions (all by default),
+        or what an Edit.head_z put in its place. Times W_O[l, h] it is what the head adds to the residual."""
+        n = self.n_tokens if n is None else n
+        return [put_head_z(z, replaced) for z, replaced in
+                zip(attended_values(self.attn, self.values, n), self.compiled.head_z)]
+
     def prediction_score(self) -> tuple[int, int]:
         """(correct, total): greedy next-token predictions that match the prompt's next token (the essay's
         "3 out of 7"); the last position has no next token."""
@@ -175,10 +182,15 @@ class Trace:
             yield block("tok_embed", 1, vecs=p.W_E[self.ids[pos]][None])
             yield block("pos_embed", 1, vecs=p.W_pos[pos][None])
         for l in range(start, layer):
-            a = self.attn[l, :, pos, :S]                                   # [H, S]
-            msgs = np.matmul(self.values[l, :, :S], p.W_O[l])              # [H, S, e] @ [H, e, D]: just these
-            yield block("message", H * S, l, head=np.repeat(np.arange(H), S), source=np.tile(np.arange(S), H),
-                        weight=a.reshape(-1), vecs=(a[:, :, None] * msgs).reshape(H * S, -1))
+            replaced = self.compiled.head_z[l]                             # {h: [T, e]}: outputs patched whole
+            hs = np.array([h for h in range(H) if h not in replaced], np.int64)
+            a = self.attn[l, hs, pos, :S]                                  # [h, S]
+            msgs = np.matmul(self.values[l, hs, :S], p.W_O[l, hs])         # [h, S, e] @ [h, e, D]: just these
+            yield block("message", hs.size * S, l, head=np.repeat(hs, S), source=np.tile(np.arange(S), hs.size),
+                        weight=a.reshape(-1), vecs=(a[:, :, None] * msgs).reshape(hs.size * S, -1))
+            if replaced:
+                yield block("head_out", len(replaced), l, head=np.array(list(replaced)),
+                            vecs=np.stack([z[pos] @ p.W_O[l, h] for h, z in replaced.items()]))
             yield block("b_O", 1, l, vecs=p.b_O[l][None])
             acts = self.mlp_acts[l, pos]                                   # [m]
             yield block("neuron", m, l, neuron=np.arange(m), weight=acts, vecs=acts[:, None] * p.W_out[l])

@@ -23,6 +23,7 @@ CASES = {
     "resid_patch_layer0": [Edit.resid(0, 0, REF["patch_vector0"])],
     "resid_patch_final": [Edit.resid(3, 4, REF["patch_vector"])],                 # layer L: the input of ln_f
     "head_pair": [Edit.head(1, 0, 0.0, source=3, dest=8)],
+    "head_z": [Edit.head_z(1, 2, REF["z_vector"])],
     "combo": [Edit.head(1, 3, 0.5, source=2), Edit.neuron(1, 5, 0.0), Edit.neuron(1, 5, 3.0, pos=2),
               Edit.head(2, 0, 0.5, dest=6), Edit.resid(2, 4, REF["patch_vector"]),
               Edit.resid(1, 7, REF["patch_vector0"])],
@@ -68,6 +69,17 @@ def test_attention_blocks_change_nothing_on_a_clean_run(model, reference, monkey
 def test_patching_from_another_run_is_activation_patching(model):
     other = model.run(np.load(FIXTURES / "reference.npz")["full_ids"][:8])
     np.testing.assert_allclose(other.resid_pre[2, 4], REF["patch_vector"], rtol=1e-4, atol=1e-5)
+    # a head's output before W_O, as HF's c_proj reads it: what Edit.head_z takes
+    np.testing.assert_allclose(model.run(REF["z_ids"]).head_outputs()[1][2], REF["z_vector"], rtol=1e-4, atol=1e-5)
+
+
+def test_a_replaced_head_output_is_one_row_per_position(model):
+    tr = model.run(REF["ids"], edits=CASES["head_z"])
+    d = tr.decompose(2, 5)
+    i = d.labels.index("L1 H2 output patched")
+    np.testing.assert_allclose(d.vectors[i], REF["z_vector"][5] @ model.params.W_O[1, 2], rtol=1e-6)
+    assert not any(lb.startswith("L1 H2 message") for lb in d.labels) and "L1 H1 message from 5" in d.labels
+    np.testing.assert_allclose(tr.head_outputs()[1][2], REF["z_vector"])
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

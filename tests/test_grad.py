@@ -33,7 +33,7 @@ def model():
 def test_grads_match_torch_autograd(model, case):
     g = model.grad(REF["ids"], **CASES[case])
     assert abs(g.loss - float(REF[f"{case}_loss"])) < 1e-5
-    for name in ("resid_pre", "attn", "mlp_acts"):
+    for name in ("resid_pre", "resid_mid", "attn", "mlp_acts"):
         assert rel_err(getattr(g, name), REF[f"{case}_{name}"]) < 1e-4, name
     hf = {k[len(case) + 6:]: v for k, v in REF.items() if k.startswith(f"{case}_grad.")}
     assert len(hf) == 4 + 12 * 3                                    # wte, wpe, ln_f x2, 12 per block
@@ -75,7 +75,8 @@ def tiny_case(draw):
     l, pos = draw(st.integers(0, cfg.n_layers - 1)), draw(st.integers(0, T - 1))
     edits = draw(st.sampled_from([
         [], [Edit.head(l, 0, 0.5, source=pos)], [Edit.neuron(l, 2, -1.5, pos=pos)],
-        [Edit.resid(l, pos, np.linspace(-1, 1, cfg.d_model))], [Edit.head(l, 0, 0.0, dest=pos)]]))
+        [Edit.resid(l, pos, np.linspace(-1, 1, cfg.d_model))], [Edit.head(l, 0, 0.0, dest=pos)],
+        [Edit.head_z(l, 0, np.linspace(-1, 1, T * cfg.d_head).reshape(T, cfg.d_head))]]))
     return model, ids, edits
 
 
@@ -124,3 +125,44 @@ def test_grads_are_consistent_with_the_weights_they_flow_into(model):
     assert (g.params.W_pos[T:] == 0).all()
     for l in range(model.cfg.n_layers):
         np.testing.assert_allclose(g.params.b_out[l], g.resid_pre[l + 1].sum(0), rtol=1e-5, atol=1e-8)
+
+
+def _logp_sum(model, ids, edits, targets) -> float:
+    """sum over scored t of log softmax(logits[t])[targets[t]], in float64, from the logits alone."""
+    z = model.logits(ids, edits=edits).astype(np.float64)
+    z = z - z.max(-1, keepdims=True)
+    lp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+    t = np.flatnonzero(targets >= 0)
+    return float(lp[t, targets[t]].sum())
+
+
+@settings(max_examples=15, deadline=None)
+@given(tiny_case(), st.data())
+def test_attribution_and_patching_estimates_are_derivatives_of_the_log_prob(case, data):
+    """attribution = d(sum log p)/d(scale) at 1, and the patching estimates = d(sum log p)/d(alpha) at 0 for
+    the corrupt run with clean + alpha (clean - corrupt) patched in: central differences of the logits."""
+    from minigpt2.attribution import attribution, head_patch_estimates, resid_patch_estimates
+    model, ids, _ = case
+    cfg, T = model.cfg, len(ids)
+    targets = np.append(ids[1:], -1)
+    tr, g = model.run(ids), model.grad(ids)
+    att, h = attribution(tr, g), 1e-4
+    l, n, hd = (data.draw(st.integers(0, k - 1)) for k in (cfg.n_layers, cfg.d_mlp, cfg.n_heads))
+    for make, want in ((lambda s: Edit.neuron(l, n, s), att.neurons[l, n]), (lambda s: Edit.head(l, hd, s), att.heads[l, hd])):
+        fd = (_logp_sum(model, ids, [make(1 + h)], targets) - _logp_sum(model, ids, [make(1 - h)], targets)) / (2 * h)
+        assert abs(fd - want) <= 1e-5 + 1e-3 * abs(want)
+    clean_ids = np.array(data.draw(st.lists(st.integers(0, 8), min_size=T, max_size=T)))
+    clean = model.run(clean_ids)
+    answer = np.full(T, -1)
+    answer[-1] = data.draw(st.integers(0, 8))
+    g = model.grad(ids, targets=answer)
+    res, heads = resid_patch_estimates(clean, tr, g), head_patch_estimates(clean, tr, g)
+    t = data.draw(st.integers(0, T - 1))
+    mix = lambda a: tr.resid_pre[l, t] + a * (clean.resid_pre[l, t] - tr.resid_pre[l, t])  # noqa: E731
+    fd = (_logp_sum(model, ids, [Edit.resid(l, t, mix(h))], answer)
+          - _logp_sum(model, ids, [Edit.resid(l, t, mix(-h))], answer)) / (2 * h)
+    assert abs(fd - res[l, t]) <= 1e-5 + 1e-3 * abs(fd)
+    zc, zk = clean.head_outputs()[l][hd], tr.head_outputs()[l][hd]
+    fd = (_logp_sum(model, ids, [Edit.head_z(l, hd, zk + h * (zc - zk))], answer)
+          - _logp_sum(model, ids, [Edit.head_z(l, hd, zk - h * (zc - zk))], answer)) / (2 * h)
+    assert abs(fd - heads[l, hd]) <= 1e-5 + 1e-3 * abs(fd)
