@@ -166,3 +166,14 @@ def test_attribution_and_patching_estimates_are_derivatives_of_the_log_prob(case
     fd = (_logp_sum(model, ids, [Edit.head_z(l, hd, zk + h * (zc - zk))], answer)
           - _logp_sum(model, ids, [Edit.head_z(l, hd, zk - h * (zc - zk))], answer)) / (2 * h)
     assert abs(fd - heads[l, hd]) <= 1e-5 + 1e-3 * abs(fd)
+
+
+def test_a_replaced_head_output_passes_no_gradient_to_its_head(model):
+    """With its output before W_O replaced, head 1-2's attention, W_V, W_Q and W_K no longer touch the loss;
+    W_O still does (the replaced output goes through it)."""
+    z = np.load(FIXTURES / "reference_edits.npz")["z_vector"]
+    g = model.grad(REF["ids"], edits=[Edit.head_z(1, 2, z)])
+    assert (g.attn[1, 2] == 0).all()
+    for w in (g.params.W_V, g.params.W_Q, g.params.W_K, g.params.b_V):
+        assert (w[1, 2] == 0).all() and np.abs(w[1, 1]).max() > 0
+    assert np.abs(g.params.W_O[1, 2]).max() > 0
