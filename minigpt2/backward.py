@@ -72,16 +72,18 @@ def unembed_backward(tr: Trace, targets: np.ndarray, eps: float):
     """loss, d loss / d resid_pre[L] [T, D], dW_E (the unembedding's share) [V, D], dlnf_w, dlnf_b [D]."""
     p, x = tr.params, tr.resid_pre[-1]
     scored = np.flatnonzero(targets >= 0)                                      # [n]
-    z = tr.logits[scored].astype(np.float64)                                   # [n, V]
-    z -= z.max(-1, keepdims=True)
-    logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
-    loss = float(-logp[np.arange(scored.size), targets[scored]].mean())
-    dlogits = np.exp(logp)                                                     # softmax - onehot, over n
-    dlogits[np.arange(scored.size), targets[scored]] -= 1
-    dlogits = (dlogits / scored.size).astype(x.dtype)                          # [n, V]
+    n, cols = scored.size, np.arange(scored.size)
+    z = tr.logits.T[:, scored].astype(np.float64)                              # [V, n]: the logits' own layout
+    z -= z.max(0)
+    np.exp(z, out=z)
+    total = z.sum(0)                                                           # [n]
+    loss = float(-(np.log(z[targets[scored], cols] / total)).mean())
+    z /= total                                                                 # softmax
+    z[targets[scored], cols] -= 1                                              # - onehot
+    dlogits = (z / n).astype(x.dtype)                                          # [V, n] d loss / d logits^T
     y = normalize(x[scored], eps) * p.lnf_w + p.lnf_b                          # ln_f's output [n, D]
-    dW_E = dlogits.T @ y                                                       # [V, n] @ [n, D]
-    dy = dlogits @ p.W_E                                                       # [n, V] @ [V, D]
+    dW_E = dlogits @ y                                                         # [V, n] @ [n, D]
+    dy = (p.W_E.T @ dlogits).T                                                 # [D, V] @ [V, n]: BLAS's fast way
     dxs, dlnf_w, dlnf_b = layer_norm_backward(dy, x[scored], p.lnf_w, eps)
     dx = np.zeros_like(x)
     dx[scored] = dxs
