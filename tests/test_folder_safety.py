@@ -276,7 +276,7 @@ def _make_and_remove(base: str, worker: int, rounds: int, barrier) -> None:
     from analysis.writer import probe_folder
     from minigpt2.folder import make_folders, remove_made
     for r in range(rounds):
-        barrier.wait()                              # every worker at once, on a parent none has made yet
+        barrier.wait(timeout=60)                    # every worker at once, on a parent none has made yet
         leaf = Path(base) / f"round{r}" / "parent" / f"w{worker}"
         probe_folder(leaf)                          # made and removed again, as check_out does
         made = make_folders(leaf)
@@ -290,13 +290,13 @@ def test_making_the_same_new_parents_at_once_never_fails(tmp_path):
     import multiprocessing
     ctx = multiprocessing.get_context("fork")
     barrier = ctx.Barrier(6)
-    procs = [ctx.Process(target=_make_and_remove, args=(str(tmp_path), w, 25, barrier)) for w in range(6)]
+    procs = [ctx.Process(target=_make_and_remove, args=(str(tmp_path), w, 60, barrier)) for w in range(6)]
     for p in procs:
         p.start()
     for p in procs:
         p.join(300)
     assert [p.exitcode for p in procs] == [0] * 6
-    for r in range(25):                             # the even workers' folders, and nothing else
+    for r in range(60):                             # the even workers' folders, and nothing else
         assert sorted(p.name for p in (tmp_path / f"round{r}" / "parent").iterdir()) == ["w0", "w2", "w4"]
 
 
