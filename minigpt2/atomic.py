@@ -153,9 +153,9 @@ class Stage:
 
     def add(self, name: str, write: Callable[[Path], None]) -> int:
         """write(path) a temporary for name. Returns its step number for commit()."""
-        tmp, fd = new_temp(self.folder, name)
-        self.temps.append((name, tmp, fd))
         try:
+            tmp, fd = new_temp(self.folder, name)
+            self.temps.append((name, tmp, fd))
             write(self.folder.at(tmp))
             if not self.folder.is_same(tmp, fd):    # the writer made a new file in its place (safetensors does)
                 fd = self._relock(len(self.temps) - 1)

@@ -164,7 +164,7 @@ def open_locked(path: Path, wait_s: float, busy: str) -> tuple[Folder, list]:
             raise OutputError(f"cannot open {path}: {e.strerror or e}") from None
         try:
             deadline, said = time.monotonic() + wait_s, False
-            while not folder.try_lock():
+            while not _try_lock(folder):
                 if time.monotonic() >= deadline:
                     raise OutputError(busy)
                 if not said:
@@ -178,6 +178,15 @@ def open_locked(path: Path, wait_s: float, busy: str) -> tuple[Folder, list]:
             raise
         folder.close()
     raise OutputError(f"cannot create {path}: it keeps being removed by another process")
+
+
+def _try_lock(folder: Folder) -> bool:
+    try:
+        return folder.try_lock()
+    except OSError as e:            # a file system with no locks at all: go on, and say what is not checked
+        print(f"minigpt2: warning: cannot lock {folder.path} ({e.strerror or e}); another run writing into it "
+              "at the same time would not be noticed", file=sys.stderr)
+        return True
 
 
 def make_folders(path: Path) -> list[tuple[Path, os.stat_result]]:

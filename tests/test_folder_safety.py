@@ -529,3 +529,69 @@ def test_a_cache_folder_that_cannot_be_used_warns_once_and_the_run_goes_on(mode,
     finally:
         cache.chmod(0o755)
     assert list(cache.iterdir()) == []
+
+
+# -- the lock where a folder cannot be locked itself, and signals outside the command line ----------
+
+def test_where_a_folder_cannot_be_locked_a_lock_file_serves_and_goes(tmp_path, model_dir, capsys, monkeypatch):
+    """As on NFS, where flock on a folder (opened read-only) fails with EBADF."""
+    import errno
+    import stat as st
+
+    import filelock
+    from minigpt2.folder import LOCK_NAME, Folder
+    real = filelock.lock_descriptor
+
+    def no_folder_locks(fd, **k):
+        if st.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.EBADF, "Bad file descriptor")
+        return real(fd, **k)
+
+    monkeypatch.setattr(filelock, "lock_descriptor", no_folder_locks)
+    monkeypatch.setattr("analysis.writer.LOCK_WAIT_S", 0)
+    out = tmp_path / "rep"
+    assert run_cli(analyze(out, model_dir, "first"), capsys)[0] == 0
+    assert not (out / LOCK_NAME).exists()
+    other = Folder(out)                                    # another run's lock
+    try:
+        assert other.try_lock() and (out / LOCK_NAME).exists()
+        before = snapshot(out)
+        code, _, err = run_cli(analyze(out, model_dir, "second"), capsys)
+        assert code == 1 and "is being written by another minigpt2 run" in err and snapshot(out) == before
+    finally:
+        other.close()
+    assert not (out / LOCK_NAME).exists()
+    assert run_cli(analyze(out, model_dir, "second"), capsys)[0] == 0
+    assert_whole_report(out) and debris(tmp_path) == []
+
+
+SIGNALLED_API = textwrap.dedent("""
+    import os, signal, sys
+    from pathlib import Path
+    from minigpt2.atomic import write_files
+    from minigpt2.folder import Folder
+    out, where = Path(sys.argv[1]), sys.argv[2]
+    def term(path):
+        path.write_text("b")
+        if where == "writing":
+            os.kill(os.getpid(), signal.SIGTERM)
+    real = Folder.replace
+    def replace(self, a, b):
+        real(self, a, b)
+        if where == "renaming":
+            os.kill(os.getpid(), signal.SIGTERM)
+    Folder.replace = replace
+    write_files(out, {"a.txt": lambda p: p.write_text("a"), "b.txt": term, "c.txt": lambda p: p.write_text("c")})
+    print("not reached: SIGTERM's default action ends the process")
+""")
+
+
+@pytest.mark.parametrize("where, after", [("writing", {}), ("renaming", {"a.txt": b"a", "b.txt": b"b", "c.txt": b"c"})])
+def test_sigterm_with_its_default_action_in_a_plain_program(where, after, tmp_path):
+    """Outside the command line SIGTERM still ends the process (status -15), after the cleanup or the renames."""
+    out = tmp_path / "out"
+    out.mkdir()
+    r = subprocess.run([sys.executable, "-c", SIGNALLED_API, str(out), where], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert (r.returncode, r.stdout, r.stderr) == (-signal.SIGTERM, "", "")
+    assert snapshot(out) == after
