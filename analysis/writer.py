@@ -28,15 +28,14 @@ from typing import Callable
 
 from minigpt2.atomic import TMP_RE, Stage, sweep_stale
 from minigpt2.errors import OutputError
-from minigpt2.folder import LOCK_NAME, NOFOLLOW, NONBLOCK, Folder, close_removing, make_folders, open_locked, \
-    remove_made
+from minigpt2.folder import LOCK_NAME, LOCK_WAIT_S, NOFOLLOW, NONBLOCK, Folder, close_removing, make_folders, \
+    open_locked, remove_made
 from minigpt2.signals import guarded, held
 
 MANIFEST = "minigpt2-report.json"
 _OWN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\.(csv|html|npy|npz|json|svg)\Z")   # what a report writes
 _SHA256 = re.compile(r"[0-9a-f]{64}\Z")
 MANIFEST_LIMIT = 1 << 20            # bytes: a real manifest is a few KB
-LOCK_WAIT_S = 30.0                  # how long a second run waits for the first to finish writing
 
 
 def read_manifest(folder: Folder) -> list[dict] | None:

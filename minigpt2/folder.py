@@ -26,6 +26,7 @@ CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 LOCK_NAME = ".minigpt2.lock"     # only where a folder cannot be locked itself
+LOCK_WAIT_S = 30.0               # how long a second run waits for the first to finish writing a folder
 
 
 class Folder:

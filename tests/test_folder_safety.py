@@ -362,7 +362,8 @@ def _signalled_run(tmp_path, model_dir, capsys, steps):
     assert run_cli(analyze(out, model_dir, "first", "--heads", "0-0"), capsys)[0] == 0
     before = snapshot(out)
     run = Run(analyze(out, model_dir, "second"), env={"OPENBLAS_NUM_THREADS": "4"}, blas=True,
-              pause=[step for step, action in steps if action != "fail"], fail=[step for step, action in steps if action == "fail"])
+              pause=[step for step, action in steps if action != "fail"],
+              fail=[step for step, action in steps if action == "fail"])
     try:
         assert int(run.until("THREADS").split()[1]) >= 3                # main, the matmul thread, BLAS's own
         for step, action in steps:
