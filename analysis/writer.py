@@ -19,6 +19,7 @@ from typing import Callable
 
 from minigpt2.atomic import TMP_RE, atomic_file, sweep_stale, write_files
 from minigpt2.errors import OutputError
+from minigpt2.safeio import load_json
 
 MANIFEST = "minigpt2-report.json"
 _OWN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.(csv|html|npy|npz|json|svg)$")  # what a report writes
@@ -27,7 +28,7 @@ _OWN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\.(csv|html|npy|npz|json|sv
 def read_manifest(folder: Path) -> list[str] | None:
     """The files an earlier report listed, or None when folder holds no valid manifest."""
     try:
-        data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        data = load_json(folder / MANIFEST, 16 << 20)    # a regular file, bounded: never a FIFO, never deep
     except (OSError, ValueError):
         return None
     if not (isinstance(data, dict) and data.get("tool") == "minigpt2" and isinstance(data.get("files"), list)):
