@@ -19,7 +19,7 @@ KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character dev
 
 
 def _kind(mode: int) -> str:
-    return next((name for test, name in KINDS if test(mode)), "not a regular file")
+    return next((name for test, name in KINDS if test(mode)), "a special file")
 
 
 def _not_regular(path, mode: int) -> OSError:
@@ -30,15 +30,6 @@ def _check_size(path, size: int, max_bytes: int | None) -> None:
     if max_bytes is not None and size > max_bytes:
         raise OSError(errno.EFBIG, f"is {size:,} bytes, more than the {max_bytes:,} such a file can be; "
                                    "is it the right file?", str(path))
-
-
-def is_special(path: str | Path) -> bool:
-    """Whether something other than a regular file (or a folder) sits at path (links followed)."""
-    try:
-        mode = os.stat(path).st_mode
-    except (OSError, ValueError):
-        return False
-    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 def open_regular(path: str | Path, max_bytes: int | None = None):
