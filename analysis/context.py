@@ -13,7 +13,7 @@ import numpy as np
 from .knn import LNIndex, VocabIndex
 from .select import select_topk
 from .lowrank import MIN_TOKENS, head_topk
-from .matches import Matches, show_token
+from .matches import Matches, clip, show_token
 from .neurons import NeuronMeanings
 from .spaces import Vocab
 
@@ -49,7 +49,7 @@ class Context:
         i = int(i)
         s = self.vocab.strings[i]
         if "\ufffd" in s:
-            s = "<" + self.model.tokenizer.token_bytes(i).hex(" ") + ">"
+            s = clip("<" + self.model.tokenizer.token_bytes(i).hex(" ") + ">")
         else:
             s = show_token(s)
         return s if i in self._word_set else f"[{s}]"

@@ -55,10 +55,17 @@ class Matches:
 
 
 _SHOW = {ord("\n"): "⏎", ord("\r"): "␍", ord("\t"): "⇥"}
+TOKEN_CHARS = 80   # what one token may cost on the page, in a CSV cell or a printout: GPT-2's longest is 66
+
+
+def clip(s: str) -> str:
+    """s, or its first TOKEN_CHARS - 1 characters and an ellipsis: a hostile tokenizer's 5,000-character
+    tokens must not turn a short prompt into a report of hundreds of megabytes."""
+    return s if len(s) <= TOKEN_CHARS else s[: TOKEN_CHARS - 1] + "…"
 
 
 def show_token(s: str) -> str:
     """A token with its boundaries visible: leading spaces as ·, newlines as ⏎ ("·home" is the word " home",
-    "home" the word piece without a space)."""
+    "home" the word piece without a space); clipped to TOKEN_CHARS."""
     stripped = s.lstrip(" ")
-    return ("·" * (len(s) - len(stripped)) + stripped).translate(_SHOW)
+    return clip(("·" * (len(s) - len(stripped)) + stripped).translate(_SHOW))

@@ -37,6 +37,12 @@ class Vocab:
         from .matches import show_token
         return [show_token(s) for s in self.strings]
 
+    @cached_property
+    def clipped(self) -> list[str]:
+        """[V] each token as text, clipped to matches.TOKEN_CHARS: what a table shows of a raw token."""
+        from .matches import clip
+        return [clip(s) for s in self.strings]
+
     @property
     def normed(self) -> np.ndarray:
         return self.normed_aug[:, :-1]
