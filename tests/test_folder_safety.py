@@ -21,28 +21,16 @@ import pytest
 from analysis.cli import main
 from analysis.writer import MANIFEST
 
-from .conftest import FIXTURES
+from .conftest import FIXTURES, snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("MINIGPT2_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
-@pytest.fixture
-def model_dir(tmp_path):
-    d = tmp_path / "model"
-    shutil.copytree(FIXTURES / "tiny-hub", d)
-    return d
 
 
-def snapshot(folder: Path) -> dict:
-    """Every file under folder and its bytes (links as their target, not followed)."""
-    return {str(p.relative_to(folder)): (f"link to {os.readlink(p)}" if p.is_symlink() else
-                                         p.read_bytes() if p.is_file() else "folder")
-            for p in sorted(folder.rglob("*"))}
 
 
 def debris(folder: Path) -> list:

@@ -27,16 +27,14 @@ from analysis.cliargs import printable
 from analysis.matches import TOKEN_CHARS, show_token
 from analysis.report import TITLE_CHARS
 
-from .conftest import FIXTURES
+from .conftest import FIXTURES, snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 ESC = "\x1b]2;t\x07\x1b[1m\x9b"     # set the title, bold, C1 CSI: 12 tokens of the tiny model's 24
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("MINIGPT2_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 @pytest.fixture
