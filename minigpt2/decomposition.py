@@ -6,8 +6,13 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .layers import inv_std
+from .readout import ln_final_scale, logit_directions
 from .weights import Params
+
+
+# The block of the model each kind of row comes from: the one map from kind to block.
+BLOCK_OF = {"tok_embed": "embedding", "pos_embed": "embedding", "patch": "patch", "message": "attention",
+            "head_out": "attention", "b_O": "attention", "neuron": "mlp", "b_out": "mlp"}
 
 
 @dataclass(frozen=True)
@@ -24,6 +29,8 @@ class Contributions:
     norm: np.ndarray      # [n] |row vector|
     effects: np.ndarray   # [n, K] ((v - mean v) / std) . (lnf_w * W_E[token_k]), std of resid_pre[layer, pos]
     error: float          # max |sum of the rows - resid_pre[layer, pos]|
+    single: np.ndarray    # [k] the rows that stand alone: embeddings or patch, b_O, b_out (not messages, neurons)
+    single_vectors: np.ndarray   # [k, D] their vectors
 
     def __len__(self) -> int:
         return int(self.kind.shape[0])
@@ -41,7 +48,8 @@ class Decomposition:
     """Rows whose vectors sum to resid_pre[layer, pos]. n = number of rows."""
     layer: int
     pos: int
-    kind: np.ndarray      # [n] "tok_embed" | "pos_embed" | "patch" | "message" | "b_O" | "neuron" | "b_out"
+    kind: np.ndarray      # [n] "tok_embed" | "pos_embed" | "patch" | "message" | "head_out" (a head whose
+                          #   output an Edit.head_z replaced) | "b_O" | "neuron" | "b_out"
     layer_of: np.ndarray  # [n] layer of the contribution (-1 for embeddings)
     head: np.ndarray      # [n] head, for messages (else -1)
     source: np.ndarray    # [n] source token, for messages (else pos)
@@ -84,11 +92,8 @@ class Decomposition:
         """Each row's direct effect on the logit of token [n]: ((v - mean v) / std) . (lnf_w * W_E[token]), with
         std the final LayerNorm's scale of the whole residual (resid_pre[layer, pos], the logit lens before the
         last layer). For the final residual these plus b_U[token] = lnf_b . W_E[token] sum to the logit."""
-        p = self.params
-        scale = inv_std(self.target, self.layer_norm_eps)[0]
-        direction = p.lnf_w * p.W_E[int(token)]                                 # [D]
-        direction = direction - direction.mean()                                # the centring, moved across
-        return (self.vectors @ direction) * scale
+        w = logit_directions(self.params, int(token), ln_final_scale(self.target, self.layer_norm_eps))  # [D]
+        return self.vectors @ w
 
     def top(self, n: int = 20, by: str = "norm", token: int | None = None) -> "Decomposition":
         """The n rows largest by |norm| or, with by="direct_effect", by |direct effect| on token."""
@@ -106,8 +111,7 @@ class Decomposition:
         """The rows summed in groups, still summing to the same residual: "kind" (one row per kind), "layer"
         (embeddings, then attention and MLP of each layer), "head" (each head's messages; b_O, neurons and
         b_out one row per layer). In a grouped row, weight is the number of rows it sums."""
-        block = {"tok_embed": "embedding", "pos_embed": "embedding", "message": "attention", "b_O": "attention",
-                 "neuron": "mlp", "b_out": "mlp", "patch": "patch"}
+        block = BLOCK_OF
         if key == "kind":
             keys = [(k, -1, -1) for k in self.kind.tolist()]
         elif key == "layer":
@@ -156,4 +160,6 @@ def _label(kind: str, l: int, h: int, s: int, n: int) -> str:
         return f"L{l} N{n}" if n >= 0 else f"L{l} neurons"
     if kind == "patch":
         return f"resid_pre[{l}] patched"
+    if kind == "head_out":
+        return f"L{l} H{h} output patched"
     return f"L{l} {dict(attention='attention', mlp='MLP').get(kind, kind)}"      # b_O, b_out, attention, MLP

@@ -55,3 +55,18 @@ def check_text(text: str, what: str = "the prompt") -> str:
         raise InputError(f"{what} holds an unpaired surrogate U+{ord(ch):04X} at character {e.start}, "
                          "which is not text; pass a valid str") from None
     return text
+
+
+class IndexOutOfRange(InputError, IndexError):
+    """A layer, head, neuron or position outside the model or the prompt (also an IndexError)."""
+
+
+def check_index(i, n: int, what: str) -> int:
+    """i as an int in 0..n-1, or IndexOutOfRange naming what: the one index check of the package (a bool, a
+    float such as 1.0 and a numpy float are refused: an index is a whole number, given as one)."""
+    import numbers
+    if isinstance(i, bool) or not isinstance(i, numbers.Integral):
+        raise IndexOutOfRange(f"{what} must be an integer in 0..{n - 1}, got {i!r}")
+    if not 0 <= i < n:
+        raise IndexOutOfRange(f"{what} {int(i)} is outside 0..{n - 1}")
+    return int(i)

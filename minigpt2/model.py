@@ -7,7 +7,8 @@ import numpy as np
 
 from . import forward
 from .config import GPT2Config
-from .errors import ConfigError, InputError, LoadError, TokenizerError, WeightsError
+from .errors import ConfigError, InputError, LoadError, TokenizerError, WeightsError, check_index
+from .backward import Grads, backward
 from .hub import WEIGHTS_FILE, resolve
 from .tokenizer import GPT2Tokenizer
 from .trace import Trace
@@ -43,11 +44,26 @@ class Model:
         edits: minigpt2.Edit.neuron / head / resid, applied inside the pass (see minigpt2.edits)."""
         return forward.run(self.params, self.cfg, ids, edits)
 
+    def grad(self, ids, *, targets=None, edits=()) -> Grads:
+        """The backward pass: Grads of the mean cross-entropy of logits[t] against targets[t] (default: the next
+        token, ids[1:], the last position unscored: HF's loss with labels=ids; a negative target is not
+        scored), through the edited model. Holds the trace of the forward pass plus one layer's temporaries."""
+        tr = self.run(ids, edits)
+        return backward(tr, self.cfg, targets)
+
     def unembed(self, x: np.ndarray) -> np.ndarray:
         """Logits of residual vectors x [..., D]: LN_f(x) @ W_E^T, [..., V]. The logit lens, for any layer."""
-        x = np.asarray(x, np.float32)
+        try:
+            x = np.asarray(x, np.float32)
+        except (TypeError, ValueError) as e:
+            raise InputError(f"unembed needs real vectors [..., {self.cfg.d_model}]: {e}") from None
+        if x.ndim == 0 or x.shape[-1] != self.cfg.d_model:
+            raise InputError(f"unembed needs vectors of width d_model = {self.cfg.d_model}, got shape {x.shape}")
         return forward.unembed(x.reshape(-1, x.shape[-1]), self.params, self.cfg.layer_norm_eps).reshape(
             *x.shape[:-1], self.cfg.d_vocab)
+
+    def __repr__(self) -> str:
+        return f"<Model {self.source or 'in memory'}: {self.cfg.describe()}>"
 
     def logits(self, ids, edits=(), start: int = 0, resid: np.ndarray | None = None) -> np.ndarray:
         """Forward pass recording nothing: [T, V]. edits as in run(); start/resid resume at a block
@@ -57,17 +73,16 @@ class Model:
     def generate(self, ids, n_new: int) -> np.ndarray:
         """Greedy decoding: ids followed by n_new argmax tokens (stops at the context length)."""
         ids = forward.check_ids(ids, self.cfg)
-        if n_new < 0:
-            raise InputError(f"number of new tokens must be >= 0, got {n_new}")
+        if isinstance(n_new, bool) or not isinstance(n_new, (int, np.integer)) or n_new < 0:
+            raise InputError(f"number of new tokens must be an integer >= 0, got {n_new!r}")
         for _ in range(min(n_new, self.cfg.n_ctx - ids.shape[0])):
             ids = np.append(ids, np.argmax(self.logits(ids)[-1]))
         return ids
 
     # merged matrices
     def _check_head(self, layer: int, head: int) -> None:
-        if not (0 <= layer < self.cfg.n_layers and 0 <= head < self.cfg.n_heads):
-            raise IndexError(f"no head {layer}-{head}: layers 0..{self.cfg.n_layers - 1}, "
-                             f"heads 0..{self.cfg.n_heads - 1}")
+        check_index(layer, self.cfg.n_layers, "layer")
+        check_index(head, self.cfg.n_heads, "head")
 
     def pattern_matrix(self, layer: int, head: int) -> np.ndarray:
         """W_P = W_Q W_K^T / sqrt(d_head), [D, D], rank d_head. The 1/sqrt(d_head) is folded in.

@@ -8,8 +8,9 @@ from functools import cached_property
 import numpy as np
 
 from .decomposition import Contributions, Decomposition
-from .edits import ResidEdit
-from .layers import inv_std
+from .edits import Compiled, put_head_z
+from .errors import check_index
+from .readout import attended_values, ln_final_scale, logit_directions
 from .weights import Params
 
 
@@ -25,6 +26,7 @@ class Trace:
     params: Params             # the weights it ran with (a reference, not a copy)
     ids: np.ndarray            # [T]           token ids
     edits: tuple               # the Edit.neuron / head / resid applied in this run (empty: a clean run)
+    compiled: Compiled         # the same edits as the arrays the pass applied (the decomposition reads these)
     resid_pre: np.ndarray      # [L+1, T, D]   input of each block; resid_pre[L] is the final residual, before ln_f
     resid_mid: np.ndarray      # [L, T, D]     resid_pre[l] + attn_out[l]: the MLP's input
     ln1: np.ndarray            # [L, T, D]     x~ = LN1_l(resid_pre[l]): what every head reads
@@ -112,29 +114,52 @@ class Trace:
     def contributions(self, layer: int, pos: int, tokens) -> "Contributions":
         """The rows of decompose(layer, pos) with their norms and direct effects on the logits of tokens, built
         one block (a layer's messages, its neurons, ...) at a time: for a long prompt the rows' D-wide vectors
-        (0.5 GB at T=1000 for GPT-2 small) never exist at once. The rows still prove their sum: error."""
+        (0.5 GB at T=1000 for GPT-2 small) never exist at once. The rows still prove their sum: error. The
+        few rows that stand alone (embeddings or patch, b_O, b_out) keep their vectors: .single."""
         layer, pos = self._check(layer, pos)
-        p = self.params
         target = self.resid_pre[layer, pos]
-        W = p.lnf_w[:, None] * p.W_E[np.asarray(tokens, np.int64)].T                  # [D, K]
-        W = (W - W.mean(axis=0, keepdims=True)) * inv_std(target, self.layer_norm_eps)[0]   # centring moved onto W
-        parts, total = [], np.zeros(target.shape, np.float64)
+        W = logit_directions(self.params, tokens, ln_final_scale(target, self.layer_norm_eps))   # [K, D]
+        parts, single, total = [], [], np.zeros(target.shape, np.float64)
         for kind, layer_of, head, source, neuron, weight, vecs in self._blocks(layer, pos):
             total += vecs.sum(axis=0, dtype=np.float64)
             parts.append((kind, layer_of, head, source, neuron, weight,
-                          np.sqrt(np.einsum("nd,nd->n", vecs, vecs)), vecs @ W))
+                          np.sqrt(np.einsum("nd,nd->n", vecs, vecs)), vecs @ W.T))
+            if kind[0] not in ("message", "neuron"):
+                single.append(vecs)
         cat = lambda i: np.concatenate([b[i] for b in parts])  # noqa: E731
-        return Contributions(layer=layer, pos=pos, kind=cat(0), layer_of=cat(1), head=cat(2), source=cat(3),
+        kind = cat(0)
+        return Contributions(layer=layer, pos=pos, kind=kind, layer_of=cat(1), head=cat(2), source=cat(3),
                              neuron=cat(4), weight=cat(5).astype(np.float32), norm=cat(6), effects=cat(7),
-                             error=float(np.abs(total - target).max()))
+                             error=float(np.abs(total - target).max()),
+                             single=np.flatnonzero(~np.isin(kind, ("message", "neuron"))),
+                             single_vectors=np.concatenate(single))
 
     def _check(self, layer: int, pos: int) -> tuple[int, int]:
-        L, T = self.n_layers, self.n_tokens
-        if not 0 <= layer <= L:
-            raise IndexError(f"layer must be in 0..{L} (L = final residual), got {layer}")
-        if not -T <= pos < T:
-            raise IndexError(f"position must be in 0..{T - 1}, got {pos}")
-        return layer, pos % T
+        """(layer, pos) checked, pos made non-negative (pos may count from the end, as -1)."""
+        layer = check_index(layer, self.n_layers + 1, "layer (L = the final residual)")
+        T = self.n_tokens
+        if isinstance(pos, (int, np.integer)) and not isinstance(pos, bool) and -T <= pos < 0:
+            pos += T                                                    # -1: the last position
+        return layer, check_index(pos, T, "position")
+
+    def head_outputs(self, n: int | None = None) -> list[np.ndarray]:
+        """L x [H, n, e]: each head's output before W_O, attn @ v, at the first n positions (all by default),
+        or what an Edit.head_z put in its place. Times W_O[l, h] it is what the head adds to the residual."""
+        n = self.n_tokens if n is None else n
+        return [put_head_z(z, replaced) for z, replaced in
+                zip(attended_values(self.attn, self.values, n), self.compiled.head_z)]
+
+    def prediction_score(self) -> tuple[int, int]:
+        """(correct, total): greedy next-token predictions that match the prompt's next token (the essay's
+        "3 out of 7"); the last position has no next token."""
+        return int((self.predicted[:-1] == self.ids[1:]).sum()), self.n_tokens - 1
+
+    def attention_on_0(self) -> np.ndarray:
+        """[L, H] each head's mean attention on position 0 over the queries after it (the essay's "no-op"
+        position). With one token there is no later query: the only query, position 0 itself, gives 1."""
+        if self.n_tokens == 1:
+            return np.ones(self.attn.shape[:2], np.float32)
+        return self.attn[:, :, 1:, 0].mean(axis=2)
 
     def _blocks(self, layer: int, pos: int):
         """The decomposition's rows, a block at a time: (kind, layer_of, head, source, neuron, weight, vectors)."""
@@ -148,20 +173,24 @@ class Trace:
                     np.full(n, pos) if source is None else source, np.full(n, -1) if neuron is None else neuron,
                     np.ones(n, np.float32) if weight is None else weight, vecs)
 
-        patches = [e for e in self.edits if isinstance(e, ResidEdit) and e.pos == pos and e.layer <= layer]
+        patch = self.compiled.latest_patch(layer, pos)
         start = 0
-        if patches:
-            last = max(patches, key=lambda e: e.layer)
-            start = last.layer
-            yield block("patch", 1, start, vecs=last.vector[None])
+        if patch is not None:
+            start, vector = patch
+            yield block("patch", 1, start, vecs=vector[None])
         else:
             yield block("tok_embed", 1, vecs=p.W_E[self.ids[pos]][None])
             yield block("pos_embed", 1, vecs=p.W_pos[pos][None])
         for l in range(start, layer):
-            a = self.attn[l, :, pos, :S]                                   # [H, S]
-            msgs = np.matmul(self.values[l, :, :S], p.W_O[l])              # [H, S, e] @ [H, e, D]: just these
-            yield block("message", H * S, l, head=np.repeat(np.arange(H), S), source=np.tile(np.arange(S), H),
-                        weight=a.reshape(-1), vecs=(a[:, :, None] * msgs).reshape(H * S, -1))
+            replaced = self.compiled.head_z[l]                             # {h: [T, e]}: outputs patched whole
+            hs = np.array([h for h in range(H) if h not in replaced], np.int64)
+            a = self.attn[l, hs, pos, :S]                                  # [h, S]
+            msgs = np.matmul(self.values[l, hs, :S], p.W_O[l, hs])         # [h, S, e] @ [h, e, D]: just these
+            yield block("message", hs.size * S, l, head=np.repeat(hs, S), source=np.tile(np.arange(S), hs.size),
+                        weight=a.reshape(-1), vecs=(a[:, :, None] * msgs).reshape(hs.size * S, -1))
+            if replaced:
+                yield block("head_out", len(replaced), l, head=np.array(list(replaced)),
+                            vecs=np.stack([z[pos] @ p.W_O[l, h] for h, z in replaced.items()]))
             yield block("b_O", 1, l, vecs=p.b_O[l][None])
             acts = self.mlp_acts[l, pos]                                   # [m]
             yield block("neuron", m, l, neuron=np.arange(m), weight=acts, vecs=acts[:, None] * p.W_out[l])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import mmap
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ import numpy as np
 
 from .config import GPT2Config
 from .errors import WeightsError
+from .safeio import open_regular
 
 
 @dataclass(frozen=True)
@@ -77,8 +79,8 @@ def read_header(path: Path) -> tuple[dict[str, dict], int]:
     config.json, before a single tensor is allocated.
     """
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
+        with open_regular(path) as f:                  # a FIFO or a device is named, never read
+            size = os.fstat(f.fileno()).st_size
             n = int.from_bytes(f.read(8), "little")
             if size < 8 or not 2 <= n <= min(size - 8, MAX_HEADER):
                 raise WeightsError(f"{path}: not a safetensors file (header length {n} does not fit "
@@ -176,7 +178,7 @@ def _mapped(path: Path, header: dict, data_start: int, names: list[str]) -> dict
     Nothing is copied here: split_params copies each tensor once, into its final per-head layout.
     """
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     except (OSError, ValueError) as e:
         raise WeightsError(f"{path}: {getattr(e, 'strerror', None) or e}") from None

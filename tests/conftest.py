@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import functools
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -112,3 +114,25 @@ def gpt2_tokenizer(gpt2_bpe_files):
     from minigpt2.tokenizer import GPT2Tokenizer, gpt2_bpe_tokenizer
 
     return GPT2Tokenizer(gpt2_bpe_tokenizer(*gpt2_bpe_files), bos_id=50256, d_vocab=50257)
+
+
+@pytest.fixture
+def private_cache(tmp_path, monkeypatch):
+    """MINIGPT2_CACHE in the test's own folder (files that write caches: pytestmark usefixtures)."""
+    monkeypatch.setenv("MINIGPT2_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def model_dir(tmp_path):
+    """A copy of the tiny hub-layout checkpoint the test may change."""
+    d = tmp_path / "model"
+    shutil.copytree(FIXTURES / "tiny-hub", d)
+    return d
+
+
+def snapshot(folder: Path) -> dict:
+    """Every file under folder and its bytes (links as their target, not followed): a user's files, to
+    compare before and after."""
+    return {str(p.relative_to(folder)): (f"link to {os.readlink(p)}" if p.is_symlink() else
+                                         p.read_bytes() if p.is_file() else "folder")
+            for p in sorted(folder.rglob("*"))}

@@ -32,7 +32,7 @@ def test_resumed_edited_pass_equals_the_full_edited_run(model):
         np.testing.assert_allclose(model.logits(IDS, edits=[e], start=e.layer, resid=tr.resid_pre[e.layer]), full,
                                    rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(model.logits(IDS, edits=[e]), full, rtol=1e-5, atol=1e-5)
-    with pytest.raises(minigpt2.InputError, match="an edit before block 2"):
+    with pytest.raises(minigpt2.InputError, match="an edit at layer 1 cannot apply to a pass resumed at block 2"):
         model.logits(IDS, edits=[Edit.head(1, 0)], start=2, resid=tr.resid_pre[2])
 
 

@@ -139,10 +139,14 @@ def test_bad_ids_give_clear_errors():
         m.run([1, 300])
     with pytest.raises(minigpt2.InputError, match="token id -1"):
         m.logits([-1])
-    with pytest.raises(IndexError, match="layer must be in 0..3"):
+    with pytest.raises(minigpt2.InputError, match=r"layer \(L = the final residual\) 4 is outside 0..3"):
         m.run([1, 2]).decompose(4, 0)
-    with pytest.raises(IndexError, match="no head 3-0"):
+    with pytest.raises(IndexError, match="position 2 is outside 0..1"):      # also an IndexError
+        m.run([1, 2]).decompose(1, 2)
+    with pytest.raises(minigpt2.InputError, match="layer 3 is outside 0..2"):
         m.pattern_matrix(3, 0)
+    with pytest.raises(minigpt2.InputError, match="head 4 is outside 0..3"):
+        m.message_matrix(0, 4)
 
 
 def test_a_loaded_model_owns_its_weights_when_the_file_is_rewritten_in_place(ckpt):

@@ -65,3 +65,16 @@ def test_per_head_split_matches_hf_layout():
     np.testing.assert_array_equal(m.params.b_K[l, h], b[D + h * e:D + (h + 1) * e])
     np.testing.assert_array_equal(m.params.W_O[l, h], raw[f"h.{l}.attn.c_proj.weight"][h * e:(h + 1) * e])
     np.testing.assert_array_equal(m.params.W_in[l], raw[f"h.{l}.mlp.c_fc.weight"])
+
+
+def test_attention_on_0_and_prediction_score_against_hf(reference):
+    """Trace.attention_on_0: each head's mean HF attention on key 0 over queries 1..T-1 (1 for one token);
+    Trace.prediction_score: HF's argmax at t equal to the token at t + 1, over T - 1 positions."""
+    m = minigpt2.load(FIXTURES / "tiny-hub")
+    ids = reference["full_ids"]
+    tr = m.run(ids)
+    a = reference["full_attentions"]
+    np.testing.assert_allclose(tr.attention_on_0(), a[:, :, 1:, 0].mean(axis=2), atol=1e-5)
+    assert (m.run(ids[:1]).attention_on_0() == 1).all()
+    hf_pred = reference["full_logits"].argmax(-1)
+    assert tr.prediction_score() == (int((hf_pred[:-1] == ids[1:]).sum()), len(ids) - 1)

@@ -23,27 +23,16 @@ import minigpt2
 from analysis.cli import main
 from analysis.report.writer import MANIFEST
 
-from .conftest import FIXTURES
+from .conftest import FIXTURES, snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("MINIGPT2_CACHE", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
-@pytest.fixture
-def model_dir(tmp_path):
-    d = tmp_path / "model"
-    shutil.copytree(FIXTURES / "tiny-hub", d)
-    return d
 
 
-def snapshot(folder: Path) -> dict:
-    """Every file under folder and its bytes (symlinks not followed)."""
-    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() and not p.is_symlink() else "link")
-            for p in sorted(folder.rglob("*"))}
 
 
 def edit_config(d: Path, **change) -> None:
@@ -165,7 +154,7 @@ def test_out_dot_and_cwd_are_refused_when_not_empty(tmp_path, model_dir, capsys,
 def test_earlier_report_is_replaced_and_foreign_files_stay(tmp_path, model_dir, capsys):
     out = tmp_path / "rep"
     assert run_cli(["analyze", "a b", "--model", str(model_dir), "--out", str(out), "-k", "3"], capsys)[0] == 0
-    listed = json.loads((out / MANIFEST).read_text())["files"]
+    listed = [r["name"] for r in json.loads((out / MANIFEST).read_text())["files"]]
     assert sorted(listed) == sorted(p.name for p in out.iterdir() if p.name != MANIFEST)
     (out / "my-notes.txt").write_text("mine")
     (out / "extra.csv").write_text("not the report's")           # same kind of name, but not listed
@@ -176,7 +165,8 @@ def test_earlier_report_is_replaced_and_foreign_files_stay(tmp_path, model_dir, 
         assert len(list(csv.reader(f))) == 1 + 6                 # the new report's 6 positions
 
 
-def test_an_earlier_reports_file_it_no_longer_writes_is_removed_and_only_that(tmp_path, model_dir, capsys):
+def test_a_name_added_to_the_manifest_by_hand_is_never_deleted(tmp_path, model_dir, capsys):
+    """A listed name is deleted only while its content is what minigpt2 wrote (tests/test_folder_safety.py)."""
     out = tmp_path / "rep"
     assert run_cli(["analyze", "a b", "--model", str(model_dir), "--out", str(out), "-k", "3"], capsys)[0] == 0
     (out / "old-table.csv").write_text("from an older version")
@@ -190,7 +180,8 @@ def test_an_earlier_reports_file_it_no_longer_writes_is_removed_and_only_that(tm
     m["files"].remove("../escape.csv")
     (out / MANIFEST).write_text(json.dumps(m))
     assert run_cli(["analyze", "a b", "--model", str(model_dir), "--out", str(out), "-k", "3"], capsys)[0] == 0
-    assert not (out / "old-table.csv").exists() and (tmp_path / "escape.csv").read_text() == "outside"
+    assert (out / "old-table.csv").read_text() == "from an older version"
+    assert (tmp_path / "escape.csv").read_text() == "outside"
 
 
 def test_force_writes_beside_foreign_files_and_deletes_nothing(tmp_path, model_dir, capsys):
@@ -472,29 +463,37 @@ def test_damaged_head_cache_never_changes_the_tables(tmp_path, capsys, monkeypat
 
 
 def test_stale_temporary_files_are_swept_and_live_or_foreign_ones_kept(tmp_path, model_dir, capsys):
+    """A temporary is stale when no process holds its lock, whatever PID its name holds."""
     from minigpt2.atomic import TMP_MARK
     out = tmp_path / "rep"
     assert run_cli(["analyze", "hi", "--model", str(model_dir), "--out", str(out), "-k", "3"], capsys)[0] == 0
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True).stdout.strip()                         # a PID that has exited
-    stale = out / f".index.html{TMP_MARK}{dead}-0123abcd"
-    live = out / f".index.html{TMP_MARK}{os.getppid()}-0123abcd"
-    stale.write_text("left by a killed run")
-    live.write_text("another run, still going")
-    mine = tmp_path / "mine.txt"
-    mine.write_text("a user's file")
-    foreign = {out / ".index.html.bak": "a user's backup", out / f".notes{TMP_MARK}{dead}-xyz": "not our pattern",
-               out / f".notes{TMP_MARK}{dead}-0123abcd.txt": "not our pattern either"}
-    for f, text in foreign.items():
-        f.write_text(text)
-    link = out / f".stream.csv{TMP_MARK}{dead}-89abcdef"                    # our pattern, but a symlink
-    link.symlink_to(mine)
-    folder = out / f".x{TMP_MARK}{dead}-01234567"                           # our pattern, but a folder
-    folder.mkdir()
-    assert run_cli(["analyze", "hi", "--model", str(model_dir), "--out", str(out), "-k", "3"], capsys)[0] == 0
-    assert not stale.exists() and live.exists()
-    assert all(f.read_text() == text for f, text in foreign.items())
-    assert link.is_symlink() and mine.read_text() == "a user's file" and folder.is_dir()
+    stale = out / f".index.html{TMP_MARK}0123456789abcdef"                 # left by a killed run
+    older = out / f".index.html{TMP_MARK}{os.getpid()}-0123abcd"            # an older minigpt2's name, a live PID
+    live = out / f".index.html{TMP_MARK}fedcba9876543210"                  # another run, still going
+    for f in (stale, older, live):
+        f.write_text("a temporary")
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys; f = open(sys.argv[1]); "
+                               "fcntl.flock(f, fcntl.LOCK_EX); print('locked', flush=True); sys.stdin.read()",
+                               str(live)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        mine = tmp_path / "mine.txt"
+        mine.write_text("a user's file")
+        foreign = {out / ".index.html.bak": "a user's backup", out / f".notes{TMP_MARK}0123-xyz": "not our pattern",
+                   out / f".notes{TMP_MARK}0123456789abcdef.txt": "not our pattern either"}
+        for f, text in foreign.items():
+            f.write_text(text)
+        link = out / f".stream.csv{TMP_MARK}89abcdef01234567"                  # our pattern, but a symlink
+        link.symlink_to(mine)
+        folder = out / f".x{TMP_MARK}0123456701234567"                         # our pattern, but a folder
+        folder.mkdir()
+        assert run_cli(["analyze", "hi", "--model", str(model_dir), "--out", str(out), "-k", "3"], capsys)[0] == 0
+        assert not stale.exists() and not older.exists() and live.read_text() == "a temporary"
+        assert all(f.read_text() == text for f, text in foreign.items())
+        assert link.is_symlink() and mine.read_text() == "a user's file" and folder.is_dir()
+    finally:
+        holder.stdin.close()
+        holder.wait()
 
 
 def test_a_foreign_file_named_like_the_manifest_is_never_replaced(tmp_path, model_dir, capsys):
@@ -513,7 +512,13 @@ def test_report_files_that_are_symlinks_are_replaced_not_followed(tmp_path, mode
     outside.write_text("not the report's")
     (out / "index.html").unlink()
     (out / "index.html").symlink_to(outside)
-    assert run_cli(["analyze", "hi there", "--model", str(model_dir), "--out", str(out), "-k", "3"], capsys)[0] == 0
+    before = snapshot(out)
+    code, _, err = run_cli(["analyze", "hi there", "--model", str(model_dir), "--out", str(out), "-k", "3"], capsys)
+    assert code == 1 and err == (f"minigpt2: error: {out / 'index.html'} was not written by minigpt2, or has changed "
+                                 "since; the report would replace it: move it away, or add --force to replace it\n")
+    assert snapshot(out) == before                                    # a link is not a file the report wrote
+    assert run_cli(["analyze", "hi there", "--model", str(model_dir), "--out", str(out), "-k", "3", "--force"],
+                   capsys)[0] == 0
     assert outside.read_text() == "not the report's"
     assert not (out / "index.html").is_symlink() and "<!DOCTYPE html>" in (out / "index.html").read_text()
 
@@ -522,7 +527,7 @@ def test_a_failed_write_removes_only_the_folders_it_created(tmp_path, model_dir,
     def full(*a, **k):
         raise OSError(28, "No space left on device (injected)")
 
-    monkeypatch.setattr("analysis.report.writer.write_files", full)
+    monkeypatch.setattr("minigpt2.atomic.Stage.add", full)
     (tmp_path / "mine").mkdir()                              # the user's empty folder: it must stay
     (tmp_path / "notes.txt").write_text("a user's file")
     outside_cache = lambda: {k: v for k, v in snapshot(tmp_path).items() if not k.startswith("cache")}  # noqa: E731
@@ -543,7 +548,7 @@ def test_a_failed_write_keeps_an_earlier_empty_manifest(tmp_path, model_dir, cap
     def full(*a, **k):
         raise OSError(28, "No space left on device (injected)")
 
-    monkeypatch.setattr("analysis.report.writer.write_files", full)   # writer's own name for it (imported by value)
+    monkeypatch.setattr("minigpt2.atomic.Stage.add", full)
     assert run_cli(["analyze", "hi", "--model", str(model_dir), "--out", str(out), "-k", "3"], capsys)[0] == 1
     assert sorted(p.name for p in out.iterdir()) == [MANIFEST]           # still a report folder
     assert json.loads((out / MANIFEST).read_text()) == json.loads(before[MANIFEST])
@@ -601,7 +606,7 @@ def test_interrupted_run_leaves_nothing_partial(sig, code, where, tmp_path, mode
         (line,) = [x for x in r.stdout.splitlines() if x.startswith("TEMPORARY ")]
         temporary, size = Path(line.split()[1]), int(line.split()[2])
         assert size > 0 and ".minigpt2-tmp-" in temporary.name
-        assert debris == ([] if code > 0 else [temporary])
+        assert [p.name for p in debris] == ([] if code > 0 else [temporary.name])   # it printed a held-folder path
     if code > 0:
         assert debris == [] and snapshot(out) == before
     else:                                        # SIGKILL runs no cleanup; the next run sweeps what it left
@@ -624,11 +629,11 @@ def _fail_fifth_rename(monkeypatch) -> None:
     import minigpt2.atomic as atomic
     real, calls = os.replace, []
 
-    def flaky(a, b):
+    def flaky(a, b, **kw):
         calls.append(b)
         if len(calls) == 5 and ".minigpt2-tmp-" in str(a):
             raise OSError(28, "No space left on device (injected)")
-        return real(a, b)
+        return real(a, b, **kw)
 
     monkeypatch.setattr(atomic.os, "replace", flaky)
 
@@ -654,7 +659,8 @@ def test_a_failed_rename_puts_back_a_report_file_that_was_a_symlink(tmp_path, mo
     (out / "patterns.csv").unlink()
     (out / "patterns.csv").symlink_to(outside)                # renamed first, so replaced before the failure
     _fail_fifth_rename(monkeypatch)
-    code, _, err = run_cli(["analyze", "second", "--model", str(model_dir), "--out", str(out), "-k", "3"], capsys)
+    code, _, err = run_cli(["analyze", "second", "--model", str(model_dir), "--out", str(out), "-k", "3", "--force"],
+                           capsys)
     assert code == 1 and "No space left on device (injected)" in err
     assert (out / "patterns.csv").is_symlink() and os.readlink(out / "patterns.csv") == str(outside)
     assert outside.read_text() == "a user's file"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 
 from minigpt2.errors import InputError, check_text
 
@@ -39,12 +40,25 @@ def _threshold(text: str) -> float:
     return x
 
 
-_CONTROL = {ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}
+# Everything a terminal could act on: C0 controls (ESC starts colours, titles, OSC 52 clipboard writes), DEL,
+# C1 controls (CSI, OSC), lone surrogates (not text: printing them fails), line separators and bidi controls.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
-def _show(text: str) -> str:
-    """A token or prefix on one terminal line: newlines, returns and tabs written as escapes."""
-    return text.translate(_CONTROL)
+def _escape(m: re.Match) -> str:
+    c = m.group()
+    return _NAMED.get(c) or (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
+
+
+def printable(text: str) -> str:
+    """text for one terminal line: every control character written as a Python-style escape (\\n, \\x1b,
+    \\x9b, \\udcff, \\u202e), so nothing from a prompt, a token, a tokenizer file or a file name can move
+    the cursor, recolour, retitle or write the clipboard. Every other character is printed as it is."""
+    return _CONTROL.sub(_escape, text)
+
+
+_show = printable
 
 
 def _finite(text: str) -> float:
@@ -54,8 +68,8 @@ def _finite(text: str) -> float:
     return x
 
 
-def _prompt(text: str) -> str:
-    check_text(text)
+def _prompt(text: str, what: str = "the prompt") -> str:
+    check_text(text, what)
     if not text.strip():
-        raise InputError("empty prompt: give some text")
+        raise InputError(f"{what} is empty: give some text" if what != "the prompt" else "empty prompt: give some text")
     return text

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import sys
 
@@ -16,7 +17,7 @@ import sys
 from minigpt2.errors import Error, InputError
 
 from ..search.matches import DEFAULT_BIAS_THRESHOLD
-from .args import _nonneg, _positive, _prompt, _show, _threshold
+from .args import _nonneg, _positive, _prompt, _show, _threshold, printable
 from .experiments import add_experiment_parsers
 
 
@@ -28,7 +29,7 @@ def cmd_generate(args) -> int:
     ids = model.encode(prompt, bos=not args.no_bos)
     out = model.generate(ids, args.n)
     start = 1 if not args.no_bos else 0
-    print(model.decode(out[start:]))
+    print("\n".join(printable(line) for line in model.decode(out[start:]).split("\n")))   # lines stay lines
     made = len(out) - len(ids)
     if made < args.n:
         print(f"minigpt2: note: stopped after {made} of {args.n} new tokens: the model's context holds "
@@ -42,7 +43,8 @@ def cmd_make_checkpoint(args) -> int:
 
     out = make_checkpoint(KNOWN_CONFIGS[args.like], args.out, seed=args.seed, progress=sys.stderr.isatty(),
                           force=args.force)
-    print(f"wrote random {args.like}-shaped weights to {out} (for offline use: the words they produce mean nothing)")
+    print(f"wrote random {args.like}-shaped weights to {printable(str(out))} "
+          "(for offline use: the words they produce mean nothing)")
     return 0
 
 
@@ -77,9 +79,16 @@ def cmd_analyze(args) -> int:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a bad option is one line like every other error (exit status 2, as for any usage error)."""
+    """argparse, but a bad option is one line like every other error (exit status 2, as for any usage error),
+    and every number is a value, not an option: --scale -1e3, --scale -inf (argparse's own rule knows only
+    -5 and -0.5)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$|^-(inf|infinity|nan)$", re.I)
 
     def error(self, message: str):
+        message = printable(" ".join(message.split()))
         self.exit(2, f"minigpt2: error: {self.prog.removeprefix('minigpt2 ')}: {message} (see {self.prog} --help)\n")
 
 
@@ -142,9 +151,12 @@ def _on_sigterm(signum, frame):
 
 
 def _one_line(e: BaseException) -> str:
+    """The error as one terminal line, its control characters escaped (a file name or prompt may hold ESC)."""
     if isinstance(e, OSError) and not isinstance(e, Error) and e.strerror:
-        return f"{e.filename}: {e.strerror}" if e.filename else e.strerror
-    return " ".join(str(e).split()) or type(e).__name__
+        text = f"{e.filename}: {e.strerror}" if e.filename else e.strerror
+    else:
+        text = str(e)
+    return printable(" ".join(text.split())) or type(e).__name__
 
 
 def main(argv: list[str] | None = None) -> int:

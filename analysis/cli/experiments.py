@@ -61,6 +61,7 @@ def cmd_signature(args) -> int:
     from ..views.experiments import find_token, parse_head, signature
 
     text = _prompt(args.text)
+    check_text(args.token, "--token")                  # before the model loads: a bad byte is named as such
     model = load(args.model)
     ids = model.encode(text, bos=not args.no_bos)
     l, h, src = parse_head(args.head, model.cfg)
@@ -86,18 +87,20 @@ def cmd_compare(args) -> int:
 
     from ..views.experiments import first_token_ids, variant
 
+    n = len(args.texts)                                # every prompt is checked before the model loads
+    texts = [_prompt(t, "the prompt" if n == 1 else f"prompt {i + 1} of {n}") for i, t in enumerate(args.texts)]
+    for f in args.first:
+        check_text(f, "--first")
+    if n > 1 and args.first:
+        raise InputError("--first compares one prompt under several first tokens; give one TEXT with it")
     model = load(args.model)
-    texts = [_prompt(t) for t in args.texts]
     if len(texts) == 1:
         firsts = args.first or ["<|endoftext|>", "none"]
         variants = []
         for f in firsts:
-            check_text(f, "--first")
             ids = first_token_ids(model, f) + model.encode(texts[0], bos=False).tolist()
             variants.append(variant(model, "first " + ("nothing" if f == "none" else repr(f)), ids))
     else:
-        if args.first:
-            raise InputError("--first compares one prompt under several first tokens; give one TEXT with it")
         variants = [variant(model, repr(t), model.encode(t, bos=not args.no_bos)) for t in texts]
     for v in variants:
         print(f"== {v.label}: predicts {v.correct} out of {v.total} tokens correctly")

@@ -66,8 +66,8 @@ var root=document.currentScript.parentNode;
 function radios(){return root.querySelectorAll('.tabs>input');}
 function panel(){return root.querySelector('.tabs>input:checked+label+.panel');}
 function open(p){var r=p.previousElementSibling.previousElementSibling;r.checked=true;refilter();}
-function byHash(){var h=decodeURIComponent(location.hash.slice(1)),t=h&&root.querySelector('.tabs>input[id="'+h+'"]');
- if(t){t.checked=true;refilter();}}
+function byHash(){var h=location.hash.slice(1);try{h=decodeURIComponent(h);}catch(e){}  /* #% is no tab */
+ var t=[].filter.call(radios(),function(r){return r.id===h;})[0];if(h&&t){t.checked=true;refilter();}}
 window.addEventListener('hashchange',byHash);
 root.querySelector('.tools').hidden=false;
 var status=root.querySelector('[data-status]'),filter=root.querySelector('[data-filter]');

@@ -5,8 +5,9 @@ The header carries the fingerprint of the weights and settings the arrays came f
 dtype, shape and checksum. A load that finds any mismatch, or cannot read the file, prints one warning
 line on stderr and returns None: the caller rebuilds the arrays and saves them over the bad file. A
 file written by an older minigpt2 (another MAGIC version) is rebuilt the same way, without a warning.
-Writes are atomic (minigpt2.atomic): a killed run leaves at most a temporary file, swept on the next
-save into the same folder.
+Writes are atomic (minigpt2.atomic): a killed run leaves at most a temporary file, swept by the next
+load or save in the same folder (once no process holds its lock). A cache folder that cannot be searched
+(mode 000) or written (read-only) warns once, and the run goes on without it (or without saving to it).
 
 Loads memory-map the file: the arrays are read-only views of it (no copy; the page cache serves a warm
 run). Files are only ever replaced by rename, never rewritten in place, so a mapped file never changes
@@ -23,6 +24,7 @@ import hashlib
 import json
 import mmap
 import os
+import stat
 import sys
 from pathlib import Path
 
@@ -63,6 +65,26 @@ def warn(message: str) -> None:
     print(f"minigpt2: warning: {message}", file=sys.stderr)
 
 
+_unreadable: set[Path] = set()      # cache folders found unusable this process: warned about once, then skipped
+_unwritable: set[Path] = set()
+
+
+def _root(path: Path) -> Path:
+    """The cache folder path belongs to: cache_dir() (for every file under it), else path's own folder."""
+    root = cache_dir()
+    return root if root in path.parents else path.parent
+
+
+def _skip(path: Path, unusable: set, e: OSError, what: str) -> None:
+    root = _root(path)
+    if root not in _unreadable | _unwritable:
+        warn(f"cannot {what} the cache folder {root} ({e.strerror or e}); going on without "
+             f"{'it' if unusable is _unreadable else 'saving to it'}")
+    unusable.add(root)
+    if unusable is _unreadable:
+        _unwritable.add(root)
+
+
 CHECK_BLOCK = 1024   # words per weighted block
 
 
@@ -81,7 +103,10 @@ def checksum(a: np.ndarray) -> int:
 
 
 def save(path: Path, key: str, arrays: dict[str, np.ndarray]) -> bool:
-    """Write arrays under key, atomically. A failure (read-only or full disk) warns and returns False."""
+    """Write arrays under key, atomically. A failure (read-only or full disk) warns once for the cache folder,
+    later saves to it are skipped, and it returns False."""
+    if _root(path) in _unwritable:
+        return False
     entries, offset = [], 0
     for name, a in arrays.items():
         entries.append({"name": name, "dtype": a.dtype.str, "shape": list(a.shape), "sum64": checksum(a)})
@@ -99,7 +124,7 @@ def save(path: Path, key: str, arrays: dict[str, np.ndarray]) -> bool:
                 offset += a.nbytes
         return True
     except OSError as e:
-        warn(f"cannot write the cache file {path} ({e.strerror or e}); it will be computed again next time")
+        _skip(path, _unwritable, e, "write to")
         return False
 
 
@@ -110,8 +135,20 @@ def load(path: Path, key: str, expect: dict[str, tuple[np.dtype, tuple]]) -> dic
     A missing file, or one of an older minigpt2's format, is silent; any other problem warns once and
     returns None.
     """
-    if not path.is_file():
+    if _root(path) in _unreadable:
         return None
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
+    except FileNotFoundError:
+        sweep_stale(path.parent)
+        return None
+    except OSError as e:                     # e.g. a folder that cannot be searched (mode 000)
+        if isinstance(e, NotADirectoryError):
+            return None
+        _skip(path, _unreadable, e, "read")
+        return None
+    sweep_stale(path.parent)
     try:
         arrays = _read(path, key, expect)
     except _OlderFormat:

@@ -63,9 +63,9 @@ class VocabIndex(_Index):
         self.chunk_bytes = chunk_bytes
         keys = np.asarray(keys, dtype=np.float32)
         if keys.ndim != 2 or keys.shape[0] == 0:
-            raise ValueError(f"keys must be a non-empty [V, D] matrix, got shape {keys.shape}")
+            raise InputError(f"keys must be a non-empty [V, D] matrix, got shape {keys.shape}")
         if not np.isfinite(keys).all():
-            raise ValueError("keys contain NaN or Inf")
+            raise InputError("keys contain NaN or Inf; pass finite keys")
         if metric == "cosine":
             keys = _unit_rows(keys)                                        # a zero key scores 0
         self.keys = np.ascontiguousarray(keys)                         # [V, D]
@@ -196,9 +196,9 @@ def _prep_queries(queries, d: int, metric: str) -> np.ndarray:
     if q.ndim == 1:
         q = q[None]
     if q.ndim != 2 or q.shape[1] != d:
-        raise ValueError(f"queries must be [n, {d}], got shape {np.shape(queries)}")
+        raise InputError(f"queries must be [n, {d}], got shape {np.shape(queries)}")
     if not np.isfinite(q).all():
-        raise ValueError("queries contain NaN or Inf")
+        raise InputError("queries contain NaN or Inf; pass finite queries")
     if metric == "cosine":
         q = _unit_rows(q)
     return q

@@ -10,6 +10,7 @@ import numpy as np
 
 from minigpt2.errors import InputError
 
+from .guard import check_int, check_model, check_range, check_vector, weights
 from .knn import check_metric
 from .spaces import Vocab, build_vocab
 
@@ -18,6 +19,7 @@ _VOCABS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()   # model -> 
 
 def vocab_of(model) -> Vocab:
     if model not in _VOCABS:
+        check_range(model.cfg.d_model, weights(model))      # once per model, as the vocabulary is built
         _VOCABS[model] = build_vocab(model)
     return _VOCABS[model]
 
@@ -28,22 +30,31 @@ def nearest_words(model, vector, space: str = "unembed", layer: int | None = Non
 
     space: "unembed" (lnf_w * W_E: for anything added to the residual: messages, neuron outputs, rows of a
     decomposition), "ln1" (LN1 of layer `layer` applied to W_E: for patterns) or "ln2" (LN2 of `layer`: for
-    neuron inputs). The BPE-fragment filter applies, as in the report.
+    neuron inputs). The BPE-fragment filter applies, as in the report. Every argument is checked before
+    any work (InputError); weights beyond what float32 can search give NumericError (analysis.guard).
     """
+    check_model(model)
     check_metric(metric)
     cfg, p = model.cfg, model.params
-    v = np.asarray(vector, np.float32)
-    if v.shape != (cfg.d_model,):
-        raise InputError(f"vector must have shape ({cfg.d_model},), got {v.shape}")
+    v = check_vector(vector, cfg.d_model)
+    if space not in ("unembed", "ln1", "ln2"):
+        raise InputError(f'space must be "unembed", "ln1" or "ln2", got {space!r}')
+    if space != "unembed":
+        if layer is None:
+            raise InputError(f'space="{space}" needs layer= in 0..{cfg.n_layers - 1}')
+        layer = check_int(layer, "layer", 0, cfg.n_layers - 1)
+    elif layer is not None:
+        raise InputError('layer= applies to space="ln1" or "ln2"; the unembedding has no layer')
+    k = check_int(k, "k", 1)
+    if metric == "dot":                                      # a cosine query is normalised first: any size
+        check_range(cfg.d_model, {"the vector": v})
     vocab = vocab_of(model)
+    if k > len(vocab.words):
+        raise InputError(f"k must be in 1..{len(vocab.words)} (the vocabulary's words), got {k}")
     if space == "unembed":
         index = vocab.unembed_index(p.lnf_w, metric)
-    elif space in ("ln1", "ln2"):
-        if layer is None or not 0 <= layer < cfg.n_layers:
-            raise InputError(f'space="{space}" needs layer= in 0..{cfg.n_layers - 1}')
+    else:
         w, b = (p.ln1_w, p.ln1_b) if space == "ln1" else (p.ln2_w, p.ln2_b)
         index = vocab.ln_index(w[layer], b[layer], metric)
-    else:
-        raise InputError(f'space must be "unembed", "ln1" or "ln2", got {space!r}')
     ids, scores = index.search(v[None], k)
     return [(vocab.strings[i], float(s)) for i, s in zip(ids[0].tolist(), scores[0].tolist())]

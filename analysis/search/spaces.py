@@ -36,6 +36,11 @@ class Vocab:
         """[V] each token with its word boundaries visible (show_token), made once per vocabulary."""
         return [show_token(s) for s in self.strings]
 
+    @cached_property
+    def clipped(self) -> list[str]:
+        """[V] each token as text, clipped to TOKEN_CHARS: what a table shows of a raw token."""
+        return [clip(s) for s in self.strings]
+
     @property
     def normed(self) -> np.ndarray:
         return self.normed_aug[:, :-1]
@@ -62,13 +67,20 @@ class Vocab:
 
 
 _SHOW = {ord("\n"): "⏎", ord("\r"): "␍", ord("\t"): "⇥"}
+TOKEN_CHARS = 80   # what one token may cost on the page, in a CSV cell or a printout: GPT-2's longest is 66
+
+
+def clip(s: str) -> str:
+    """s, or its first TOKEN_CHARS - 1 characters and an ellipsis: a hostile tokenizer's 5,000-character
+    tokens must not turn a short prompt into a report of hundreds of megabytes."""
+    return s if len(s) <= TOKEN_CHARS else s[: TOKEN_CHARS - 1] + "…"
 
 
 def show_token(s: str) -> str:
     """A token with its boundaries visible: leading spaces as ·, newlines as ⏎ ("·home" is the word " home",
     "home" the word piece without a space)."""
     stripped = s.lstrip(" ")
-    return ("·" * (len(s) - len(stripped)) + stripped).translate(_SHOW)
+    return clip(("·" * (len(s) - len(stripped)) + stripped).translate(_SHOW))
 
 
 def token_bias(p: Params) -> np.ndarray:

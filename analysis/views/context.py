@@ -15,7 +15,7 @@ from ..search.lowrank import MIN_TOKENS, head_topk
 from ..search.matches import Matches
 from ..search.neurons import NeuronMeanings
 from ..search.select import select_topk
-from ..search.spaces import Vocab, show_token
+from ..search.spaces import Vocab, clip, show_token
 
 
 @dataclass
@@ -49,7 +49,7 @@ class Context:
         i = int(i)
         s = self.vocab.strings[i]
         if "\ufffd" in s:
-            s = "<" + self.model.tokenizer.token_bytes(i).hex(" ") + ">"
+            s = clip("<" + self.model.tokenizer.token_bytes(i).hex(" ") + ">")
         else:
             s = show_token(s)
         return s if i in self._word_set else f"[{s}]"

@@ -9,13 +9,15 @@ from pathlib import Path
 import numpy as np
 
 from minigpt2.errors import InputError, check_text
+from minigpt2.forward import check_ids
 
 from ..report.page import report_html, write_report
 from ..report.table import Table
+from ..search.guard import check_flag, check_int, check_model, check_pairs, check_range, recorded, weights
 from ..search.knn import check_metric
 from ..search.matches import DEFAULT_BIAS_THRESHOLD
 from ..search.neurons import neuron_meanings
-from ..search.spaces import build_vocab
+from ..search.spaces import build_vocab, clip
 from . import context as cx
 from . import experiments as ex
 from . import stream as st
@@ -85,6 +87,7 @@ def _as_ids(model, text, ids, bos: bool):
         ids = np.asarray(ids)
         if ids.ndim != 1 or not (ids.size == 0 or np.issubdtype(ids.dtype, np.integer)):
             raise InputError(f"token ids must be a 1-D sequence of integers, got {ids.dtype} of shape {ids.shape}")
+        ids = check_ids(ids, model.cfg)                  # in the vocabulary before they are decoded
         return "".join(model.token_strings(ids)), ids
     check_text(text)
     if not text.strip():
@@ -102,18 +105,18 @@ def analyze(model, text=None, ids=None, k: int = 10, metric: str = "cosine",
     heads, neurons: (layer, head) and (layer, neuron) pairs for the "selected" tab, opened first.
     effects: also rank heads and neurons by total effect (each ablated alone; many forward passes).
     """
+    check_model(model)                                   # every argument first, before any work
     check_metric(metric)
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise InputError(f"k must be a positive integer, got {k!r}")
-    if not (isinstance(bias_threshold, (int, float)) and math.isfinite(bias_threshold) and bias_threshold >= 0):
+    k = check_int(k, "k", 1)
+    if isinstance(bias_threshold, bool) or not (isinstance(bias_threshold, (int, float, np.floating))
+                                                and math.isfinite(bias_threshold) and bias_threshold >= 0):
         raise InputError(f"bias_threshold must be a finite number >= 0, got {bias_threshold!r}")
-    for l, h in heads:
-        if not (0 <= l < model.cfg.n_layers and 0 <= h < model.cfg.n_heads):
-            raise InputError(f"no head {l}-{h}: layers 0..{model.cfg.n_layers - 1}, heads 0..{model.cfg.n_heads - 1}")
-    for l, n in neurons:
-        if not (0 <= l < model.cfg.n_layers and 0 <= n < model.cfg.d_mlp):
-            raise InputError(f"no neuron {l}-{n}: layers 0..{model.cfg.n_layers - 1}, "
-                             f"neurons 0..{model.cfg.d_mlp - 1}")
+    position = check_int(position, "position")
+    bos, use_cache, progress, effects = (check_flag(v, n) for v, n in ((bos, "bos"), (use_cache, "use_cache"),
+                                                                        (progress, "progress"), (effects, "effects")))
+    cfg = model.cfg
+    heads = check_pairs(heads, "heads", "head", cfg.n_layers, cfg.n_heads)       # duplicates dropped, order kept
+    neurons = check_pairs(neurons, "neurons", "neuron", cfg.n_layers, cfg.d_mlp)
     timings, t0 = {}, time.perf_counter()
 
     def lap(name):
@@ -123,15 +126,19 @@ def analyze(model, text=None, ids=None, k: int = 10, metric: str = "cosine",
         t0 = now
 
     title, ids = _as_ids(model, text, ids, bos)
+    ids = check_ids(ids, cfg)                            # empty, too long: refused before the position check
+    if not -len(ids) <= position < len(ids):
+        raise InputError(f"position {position} is outside the prompt's {len(ids)} tokens")
+    if effects and len(ids) < 2:
+        raise InputError("effects (--effects) need at least 2 tokens, a next token to predict: give a longer prompt")
     trace = model.run(ids)
-    if not -trace.n_tokens <= position < trace.n_tokens:
-        raise InputError(f"position {position} is outside the prompt's {trace.n_tokens} tokens")
+    check_range(cfg.d_model, {**weights(model), **recorded(trace)})      # NumericError, not overflow, below
     lap("forward")
     vocab = build_vocab(model, min_words=k, use_cache=use_cache)
     if len(vocab.words) < k:
         raise InputError(f"only {len(vocab.words)} tokens of valid text in the vocabulary, fewer than k={k}")
-    ctx = cx.Context(model, trace, vocab, model.token_strings(trace.ids), k, metric, bias_threshold,
-                     use_cache=use_cache, progress=progress)
+    tokens = [clip(t) for t in model.token_strings(trace.ids)]           # a hostile tokenizer's, bounded
+    ctx = cx.Context(model, trace, vocab, tokens, k, metric, bias_threshold, use_cache=use_cache, progress=progress)
     lap("vocabulary")
     pm, mm = cx.pattern_matches(ctx), cx.message_matches(ctx)
     lap("head kNN")
@@ -153,7 +160,7 @@ def analyze(model, text=None, ids=None, k: int = 10, metric: str = "cosine",
     out = [t for step in tqdm(steps, desc="tables", unit="step", disable=not progress, leave=False, delay=1)
            for t in step()]                                                      # a bar only past a second
     if heads or neurons:
-        out.insert(0, tb.selected_table(ctx, pm, mm, nm, list(heads), list(neurons)))
+        out.insert(0, tb.selected_table(ctx, pm, mm, nm, heads, neurons))
     lap("tables")
     if effects:
         out.append(ex.total_effects_table(model, trace, ctx.tokens, progress=progress))

@@ -20,7 +20,7 @@ from .context import Context, NeuronMatches, logit_lens_top
 
 def _head_table(ctx: Context, m: Matches, name: str, title: str, note: str) -> Table:
     L, H, T = m.shape
-    tok, strings = [show_token(s) for s in ctx.tokens], ctx.vocab.strings
+    tok, strings = [show_token(s) for s in ctx.tokens], ctx.vocab.clipped
     cells, bias = m.cells.tolist(), np.round(m.bias_z.astype(np.float64), 3).tolist()
     raw = [",".join(itemgetter(*row)(strings)) if len(row) > 1 else strings[row[0]]    # itemgetter: a C loop
            for row in m.ids.reshape(-1, m.ids.shape[-1]).tolist()]
@@ -210,7 +210,7 @@ def evolution_tables(ctx: Context) -> tuple[Table, Table]:
 def predictions_table(ctx: Context) -> Table:
     ids = ctx.trace.ids
     pred = ctx.trace.predicted
-    s = ctx.vocab.strings
+    s = ctx.vocab.clipped
     rows = []
     for t in range(len(ids)):
         actual = s[ids[t + 1]] if t + 1 < len(ids) else None
