@@ -45,7 +45,7 @@ def random_hf_tensors(cfg: GPT2Config, seed: int = 0, prefix: str = "", mask_buf
     prefix: "" as in the hub's gpt2 file, "transformer." as save_pretrained writes. mask_buffers: add each
     layer's causal-mask buffer h.N.attn.bias, as the hub's gpt2 file has (they are not weights).
     """
-    from tqdm.auto import tqdm
+    from .progress import tqdm
 
     rng = np.random.default_rng(seed)
     out = {}
@@ -129,7 +129,7 @@ def make_checkpoint(cfg: GPT2Config, out: str | Path, seed: int = 0, progress: b
     else:
         files.update(byte_tokenizer_files(cfg.d_vocab))
         bos = cfg.d_vocab - 1
-    cfg = GPT2Config(**{**cfg.__dict__, "bos_token_id": bos})
+    cfg = GPT2Config(**{**cfg.__dict__, "bos_token_id": bos, "random_weights": True})   # config.json says so
     tensors = random_hf_tensors(cfg, seed, progress=progress)
     files["model.safetensors"] = _library_writer(lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
     files["config.json"] = lambda p: p.write_text(json.dumps(cfg.to_hf(), indent=2) + "\n")

@@ -9,6 +9,7 @@ from .errors import ConfigError
 from .safeio import brief, load_json
 
 MAX_SIZE = 1 << 20   # no GPT-2 size comes near this; a bigger one is a typo, and would only fail later, slowly
+RANDOM_KEY = "minigpt2_random_weights"   # config.json: true in the checkpoints make-checkpoint writes
 MAX_BYTES = 16 << 20  # a config.json is about 1 KB; more is not one (and is not read into memory)
 
 
@@ -37,6 +38,7 @@ class GPT2Config:
     n_ctx: int           # longest sequence (HF n_positions)
     layer_norm_eps: float = 1e-5
     bos_token_id: int = 50256
+    random_weights: bool = False   # made by make-checkpoint (config.json's RANDOM_KEY: HF ignores unknown keys)
 
     @property
     def d_head(self) -> int:
@@ -73,6 +75,7 @@ class GPT2Config:
                 n_ctx=_int(hf, "n_positions", where),
                 layer_norm_eps=float(eps),
                 bos_token_id=bos,
+                random_weights=hf.get(RANDOM_KEY) is True,
             )
         except KeyError as e:
             raise ConfigError(f"{where}: missing key {e.args[0]!r}") from None
@@ -117,10 +120,11 @@ class GPT2Config:
             "bos_token_id": self.bos_token_id,
             "eos_token_id": self.bos_token_id,
             "tie_word_embeddings": True,
-        }
+        } | ({RANDOM_KEY: True} if self.random_weights else {})
 
     def describe(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in asdict(self).items())
+        """Every field (random_weights only when true: the caches' keys stay those of earlier versions)."""
+        return ", ".join(f"{k}={v}" for k, v in asdict(self).items() if k != "random_weights" or v)
 
 
 # Shapes of the public checkpoints (from their hub config.json files), for make-checkpoint.

@@ -63,7 +63,10 @@ class Model:
             *x.shape[:-1], self.cfg.d_vocab)
 
     def __repr__(self) -> str:
-        return f"<Model {self.source or 'in memory'}: {self.cfg.describe()}>"
+        c = self.cfg
+        return (f"<Model {self.source or 'in memory'}: {c.n_layers} layers x {c.n_heads} heads, d_model {c.d_model}, "
+                f"d_mlp {c.d_mlp}, vocabulary {c.d_vocab}, context {c.n_ctx}"
+                + ("; RANDOM weights (make-checkpoint): the words mean nothing>" if c.random_weights else ">"))
 
     def logits(self, ids, edits=(), start: int = 0, resid: np.ndarray | None = None) -> np.ndarray:
         """Forward pass recording nothing: [T, V]. edits as in run(); start/resid resume at a block

@@ -746,7 +746,7 @@ def test_stream_top_by_size_breaks_ties_to_the_lower_id():
 
 def test_progress_bars_cover_the_tables_and_every_file_written(model, tmp_path, monkeypatch):
     # tqdm shows these bars only once a stage has taken a second (delay=1); here we record what they count
-    import tqdm.auto
+    import minigpt2.progress
     bars = []
 
     class Recorder:
@@ -768,7 +768,7 @@ def test_progress_bars_cover_the_tables_and_every_file_written(model, tmp_path, 
         def __exit__(self, *exc):
             return False
 
-    monkeypatch.setattr(tqdm.auto, "tqdm", Recorder)
+    monkeypatch.setattr(minigpt2.progress, "_bar_class", lambda: Recorder)
     report = analyze(model, PROMPT, k=3, progress=True)
     out = report.write(tmp_path / "r", progress=True)
     done = {b.desc: (b.n, b.total, b.delay) for b in bars if b.desc in ("tables", "writing")}

@@ -73,3 +73,18 @@ def _prompt(text: str, what: str = "the prompt") -> str:
     if not text.strip():
         raise InputError(f"{what} is empty: give some text" if what != "the prompt" else "empty prompt: give some text")
     return text
+
+
+RANDOM_NOTE = "minigpt2: note: RANDOM WEIGHTS (made by make-checkpoint): the words mean nothing"
+
+
+def load_model(source):
+    """minigpt2.load, saying on stderr when the checkpoint's weights are random (config.json marks them)."""
+    import sys
+
+    from minigpt2 import load
+
+    model = load(source)
+    if model.cfg.random_weights:
+        print(RANDOM_NOTE, file=sys.stderr)
+    return model

@@ -17,15 +17,13 @@ import sys
 from minigpt2.errors import Error, InputError
 
 from ..search.matches import DEFAULT_BIAS_THRESHOLD
-from .args import _nonneg, _positive, _prompt, _show, _threshold, printable
+from .args import _nonneg, _positive, _prompt, _show, _threshold, load_model, printable
 from .experiments import add_experiment_parsers
 
 
 def cmd_generate(args) -> int:
-    from minigpt2 import load
-
     prompt = _prompt(args.prompt)
-    model = load(args.model)
+    model = load_model(args.model)
     ids = model.encode(prompt, bos=not args.no_bos)
     out = model.generate(ids, args.n)
     start = 1 if not args.no_bos else 0
@@ -54,15 +52,13 @@ def _listed(values: list[str]) -> list[str]:
 
 
 def cmd_analyze(args) -> int:
-    from minigpt2 import load
-
     from ..report.writer import check_out
     from ..views.experiments import parse_head, parse_neuron
     from ..views.main import analyze, summary_lines
 
     text = _prompt(args.text)
     check_out(args.out, force=args.force)          # before any computation: a bad --out costs nothing
-    model = load(args.model)
+    model = load_model(args.model)
     heads = []
     for h in _listed(args.heads):
         l, h_, src = parse_head(h, model.cfg)
@@ -72,8 +68,8 @@ def cmd_analyze(args) -> int:
     neurons = [parse_neuron(n, model.cfg) for n in _listed(args.neurons)]
     report = analyze(model, text, k=args.k, metric=args.metric, bias_threshold=args.bias_threshold,
                      position=args.position, bos=not args.no_bos, use_cache=not args.no_cache,
-                     progress=sys.stderr.isatty(), effects=args.effects, heads=heads, neurons=neurons)
-    out = report.write(args.out, force=args.force, progress=sys.stderr.isatty())
+                     progress=True, effects=args.effects, heads=heads, neurons=neurons)   # bars where watched
+    out = report.write(args.out, force=args.force, progress=True)
     print("\n".join(_show(line) for line in summary_lines(report, out)))
     return 0
 

@@ -5,7 +5,7 @@ import numpy as np
 
 from minigpt2.errors import InputError, check_text
 
-from .args import _finite, _positive, _prompt, _show
+from .args import _finite, _positive, _prompt, _show, load_model
 
 
 def _edits(args, cfg):
@@ -23,12 +23,10 @@ def _edits(args, cfg):
 
 
 def cmd_ablate(args) -> int:
-    from minigpt2 import load
-
     from ..views.experiments import ablation_table, log_softmax
 
     text = _prompt(args.text)
-    model = load(args.model)
+    model = load_model(args.model)
     ids = model.encode(text, bos=not args.no_bos)
     edits = _edits(args, model.cfg)
     tokens = model.token_strings(ids)
@@ -56,13 +54,11 @@ def cmd_ablate(args) -> int:
 
 
 def cmd_signature(args) -> int:
-    from minigpt2 import load
-
     from ..views.experiments import find_token, parse_head, signature
 
     text = _prompt(args.text)
     check_text(args.token, "--token")                  # before the model loads: a bad byte is named as such
-    model = load(args.model)
+    model = load_model(args.model)
     ids = model.encode(text, bos=not args.no_bos)
     l, h, src = parse_head(args.head, model.cfg)
     if src is not None:
@@ -83,8 +79,6 @@ def cmd_signature(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from minigpt2 import load
-
     from ..views.experiments import first_token_ids, variant
 
     n = len(args.texts)                                # every prompt is checked before the model loads
@@ -93,7 +87,7 @@ def cmd_compare(args) -> int:
         check_text(f, "--first")
     if n > 1 and args.first:
         raise InputError("--first compares one prompt under several first tokens; give one TEXT with it")
-    model = load(args.model)
+    model = load_model(args.model)
     if len(texts) == 1:
         firsts = args.first or ["<|endoftext|>", "none"]
         variants = []

@@ -2,55 +2,12 @@
 (analysis.report.layout), with the Scored columns as the tooltips of the cells they belong to."""
 from __future__ import annotations
 
-import html
-
 import numpy as np
 
 from ..search.matches import HIGH_BIAS
+from .cells import display, esc, heat_class, heat_colour, shown_text, shown_token, tip_text  # noqa: F401 (re-exported)
+from .heads import heads_html
 from .layout import Layout, is_scores_column, layout_of, scores_column
-
-
-def display(v, zeros_as_dashes: bool = False, digits: int = 4):
-    """A cell as text: None blank, exact zeros "--" where asked, floats to `digits` significant digits."""
-    if v is None:
-        return ""
-    if isinstance(v, (float, np.floating)):
-        if zeros_as_dashes and v == 0.0:
-            return "--"
-        return f"{float(v):.{digits}g}"
-    return v
-
-
-def tip_text(scored: tuple) -> str:
-    """The tooltip of a cell from its Scored value (analysis.search.matches): the k words with their scores,
-    and the mean bias z that decides "(high bias)"."""
-    words, scores, bias_z, high_bias = scored
-    text = ", ".join(f"{w} {x:.3f}" for w, x in zip(words, scores))
-    if high_bias:
-        return f"(high bias: mean bias z {bias_z:+.2f}) hidden words: {text}"
-    return f"{text} (mean bias z {bias_z:+.2f})"
-
-
-GREEN = (87, 187, 138)
-RED = (230, 124, 115)
-WHITE = (255, 255, 255)
-
-
-def heat_colour(v) -> str:
-    """0 white, 0.5 green, 1.0 and above red (linear in between); negatives white, as in the essay."""
-    if v is None:
-        return ""
-    x = max(0.0, float(v))
-    if x <= 0.5:
-        a, b, f = WHITE, GREEN, x / 0.5
-    else:
-        a, b, f = GREEN, RED, min(1.0, (x - 0.5) / 0.5)
-    r, g, bl = (round(a[i] + (b[i] - a[i]) * f) for i in range(3))
-    return f"background:rgb({r},{g},{bl})"
-
-
-def esc(v) -> str:
-    return html.escape(str(v), quote=True)
 
 
 STICKY_KEYS = ("layer", "head", "neuron", "pos", "source", "query")   # label columns that stay in view
@@ -58,7 +15,8 @@ STICKY_KEYS = ("layer", "head", "neuron", "pos", "source", "query")   # label co
 
 def _cell(lay: Layout, col: str, v, tip: str | None = None, sticky: str = "") -> str:
     style = heat_colour(v) if col in lay.heat and v is not None else ""
-    text = display(v, lay.zeros_as_dashes)
+    text = display(shown_token(v) if col in lay.tokens else shown_text(v) if col in lay.text else v,
+                   lay.zeros_as_dashes)
     cls = ["num"] if isinstance(v, (int, float, np.number)) and not isinstance(v, bool) else []
     if isinstance(v, bool):
         cls.append("ok" if v else "bad")
@@ -97,6 +55,12 @@ def _row_attrs(table, lay: Layout, r: list, prev: list | None) -> str:
     return attrs
 
 
+def _pos_attr(column: str) -> str:
+    """A token column's header carries its position: clicking it opens that token's view."""
+    head = column.split(":", 1)[0]
+    return f' data-pos="{head}"' if ":" in column and head.isdigit() else ""
+
+
 def _tip_index(table, column: str) -> int | None:
     name = scores_column(column)
     return table.columns.index(name) if name in table.columns else None
@@ -106,11 +70,11 @@ def _flat_html(table, lay: Layout) -> str:
     rows = table.rows if lay.when is None else [r for r in table.rows if lay.when(r)]
     n_all = len(rows)
     rows = rows if lay.limit is None else rows[: lay.limit]
-    shown = [i for i, c in enumerate(table.columns)
-             if (lay.columns is None or c in lay.columns) and not is_scores_column(c)]
+    shown = ([i for i, c in enumerate(table.columns) if not is_scores_column(c)] if lay.columns is None else
+             [table.columns.index(c) for c in lay.columns if c in table.columns and not is_scores_column(c)])
     sticky = _sticky([table.columns[i] for i in shown])
-    head = "".join(f'<th class="{sticky[j]}">{esc(table.columns[i])}</th>' if j in sticky else
-                   f"<th>{esc(table.columns[i])}</th>" for j, i in enumerate(shown))
+    head = "".join(f'<th class="{sticky[j]}"{_pos_attr(table.columns[i])}>{esc(table.columns[i])}</th>' if j in sticky
+                   else f"<th{_pos_attr(table.columns[i])}>{esc(table.columns[i])}</th>" for j, i in enumerate(shown))
     tips = {i: t for i in shown if (t := _tip_index(table, table.columns[i])) is not None}
     body = []
     prev = None
@@ -123,7 +87,8 @@ def _flat_html(table, lay: Layout) -> str:
         prev = r
     more = ""
     if len(rows) < n_all:
-        more = (f'<p class="more">Showing the first {len(rows)} of {n_all} rows; '
+        which = f"the {len(rows)} rows of {esc(lay.order)}" if lay.order else f"the first {len(rows)}"
+        more = (f'<p class="more">Showing {which} of {n_all} rows; '
                 f'{n_all - len(rows)} more are in {esc(table.name)}.csv.</p>')
     chooser = ""
     if lay.select:
@@ -150,10 +115,15 @@ def _pivot_html(table, lay: Layout) -> str:
         grid.setdefault(tuple(r[i] for i in ki), {})[r[ci]] = r
         cols[r[ci]] = r[ti]
     head = ("".join(f'<th class="s{i}">{esc(k)}</th>' for i, k in enumerate(keys))
-            + "".join(f"<th>{esc(c)}:{esc(t)}</th>" for c, t in cols.items()))
+            + "".join(f'<th data-pos="{esc(c)}">{esc(c)}:{esc(t)}</th>' for c, t in cols.items()))
     body = []
+    gi = [keys.index(k) for k in lay.group_by if k in keys]
+    prev = None
     for key, cells in grid.items():
         attrs = "".join(f' data-{k[0]}="{v}"' for k, v in zip(keys, key) if k in ("layer", "head", "neuron"))
+        if prev is not None and any(key[i] != prev[i] for i in gi):
+            attrs += ' class="sep"'
+        prev = key
         tds = "".join(f'<td class="num s{i}">{esc(k)}</td>' for i, k in enumerate(key))
         for c in cols:
             r = cells.get(c)
@@ -163,11 +133,11 @@ def _pivot_html(table, lay: Layout) -> str:
                      if tip is not None and r is not None and r[tip] is not None else "")
             tds += f'<td class="{cls}"{title}>{esc(v)}</td>'
         body.append(f"<tr{attrs}>{tds}</tr>")
-    return (f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>\n' + "\n".join(body)
+    return (f'<div class="scroll"><table class="pv"><thead><tr>{head}</tr></thead><tbody>\n' + "\n".join(body)
             + "\n</tbody></table></div>")
 
 
-BLOCK_TITLES = 20_000   # a block grid's cells carry their value as a tooltip up to this many cells
+BLOCK_TITLES = 4_000   # a block grid's cells carry their value as a tooltip up to this many cells
 
 
 def _blocks_html(table, lay: Layout) -> str:
@@ -193,9 +163,10 @@ def _blocks_html(table, lay: Layout) -> str:
                     tds.append("<td></td>")
                     continue
                 title = f' title="{esc(table.columns[i])}: {v:.3f}"' if titles else ""
-                tds.append(f'<td class="h{min(10, max(0, round(v * 10)))}"{title}></td>')
+                tds.append(f'<td class="{heat_class(v)}"{title}></td>')
             body.append(f'<tr><th class="q">{esc(r[ri])}</th>{"".join(tds)}</tr>')
-        parts.append(f'<figure class="blk"><figcaption>{esc(name)}</figcaption><table class="grid">'
+        data = "".join(f' data-{k[0]}="{v}"' for k, v in zip(lay.blocks, key) if k in ("layer", "head"))
+        parts.append(f'<figure class="blk"{data}><figcaption>{esc(name)}</figcaption><table class="grid">'
                      f'{"".join(body)}</table></figure>')
     return f'<div class="blocks">{"".join(parts)}</div>'
 
@@ -208,8 +179,10 @@ def table_html(table, tables: dict | None = None) -> str:
     before = "".join(f'<h3>{esc(t.title)}</h3><p class="note">{esc(t.note)}</p>{_body_html(t, layout_of(t))}'
                      for t in above)
     return (f'<div class="mg2"><h2>{esc(table.title)}</h2><p class="note">{esc(table.note)}</p>{before}'
-            + ("<h3>Rows</h3>" if before else "") + f"{_body_html(table, lay)}</div>")
+            + ("<h3>Rows</h3>" if before else "") + f"{_body_html(table, lay, tables)}</div>")
 
 
-def _body_html(table, lay: Layout) -> str:
+def _body_html(table, lay: Layout, tables: dict | None = None) -> str:
+    if lay.figures:
+        return heads_html(table, lay, tables)
     return _pivot_html(table, lay) if lay.pivot else _blocks_html(table, lay) if lay.blocks else _flat_html(table, lay)

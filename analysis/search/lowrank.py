@@ -93,7 +93,7 @@ def head_topk(model, vocab: Vocab, kind: str, coords: np.ndarray, norms: np.ndar
     from concurrent.futures import ThreadPoolExecutor
 
     from threadpoolctl import ThreadpoolController
-    from tqdm.auto import tqdm
+    from minigpt2.progress import tqdm
 
     L, H, T, e = coords.shape
     Vw = len(vocab.words)

@@ -25,7 +25,7 @@ class NeuronMeanings:
 
 
 def compute_neuron_meanings(model, vocab: Vocab, k: int, metric: str, progress: bool = True) -> NeuronMeanings:
-    from tqdm.auto import tqdm
+    from minigpt2.progress import tqdm
 
     p, cfg = model.params, model.cfg
     L, m = cfg.n_layers, cfg.d_mlp

@@ -82,7 +82,7 @@ def total_effects_table(model, trace, tokens: list[str], n_neurons: int = 256, p
     (the neurons tab's order), since ablating all of them would be L x m forward passes. Each ablated pass
     resumes at the component's own layer from the clean residual, so it costs only the layers after it.
     """
-    from tqdm.auto import tqdm
+    from minigpt2.progress import steps
 
     ids, p, cfg = trace.ids, model.params, model.cfg
     T = len(ids)
@@ -99,7 +99,7 @@ def total_effects_table(model, trace, tokens: list[str], n_neurons: int = 256, p
     jobs += [("neuron", int(f // m), int(f % m)) for f in top]
     direct = direct_effects(model, trace)
     rows = []
-    for kind, l, i in tqdm(jobs, desc="total effects", unit="ablation", disable=not progress, leave=False):
+    for kind, l, i in steps(jobs, "total effects", "ablation", progress):   # an estimate, then lines
         edit = Edit.head(l, i, 0.0) if kind == "head" else Edit.neuron(l, i, 0.0)
         logits = model.logits(ids, edits=[edit], start=l, resid=trace.resid_pre[l])
         lp = log_softmax(logits)[t_, nxt]

@@ -17,7 +17,8 @@ from ..search.guard import check_flag, check_int, check_model, check_pairs, chec
 from ..search.knn import check_metric
 from ..search.matches import DEFAULT_BIAS_THRESHOLD
 from ..search.neurons import neuron_meanings
-from ..search.spaces import build_vocab, clip
+from ..search.spaces import build_vocab, clip, show_token
+from . import cards as cd
 from . import context as cx
 from . import experiments as ex
 from . import stream as st
@@ -41,6 +42,8 @@ class Report:
     settings: dict = field(default_factory=dict)      # model, metric, k, bias threshold, position, BOS, ...
     timings: dict[str, float] = field(default_factory=dict)
     arrays: dict[str, np.ndarray] = field(default_factory=dict)   # file name -> array written beside the CSVs
+    cards: object = None                 # views.cards.NeuronCards: the page's card for any neuron (None: none)
+    random_weights: bool = False         # made by make-checkpoint: the page and printout say the words mean nothing
 
     def __getitem__(self, name: str) -> Table:
         if name not in self.tables:
@@ -59,17 +62,26 @@ class Report:
                 + ("" if self.word_filter == "whole words" else
                    " (too few whole words: every token of valid text kept)") + (f" · {st}" if st else ""))
 
+    def _page_data(self, cards: bool = True) -> dict:
+        on0 = self.tables.get("attention_on_0")                  # a row per layer, a column per head
+        L, H = (len(on0.rows), len(on0.columns) - 1) if on0 is not None else (0, 0)
+        return {"tokens": [show_token(t) for t in self.tokens], "L": L, "H": H, "cards": self.cards if cards else None}
+
     def _repr_html_(self) -> str:
-        """In Jupyter: the report's tabs, with ids of their own (several reports can share a notebook)."""
+        """In Jupyter: the report's tabs, with ids of their own (several reports can share a notebook), and its
+        script (jump, filter, sorting, the head and token views); neuron cards for the listed neurons only
+        (all of them would make a notebook several MB larger)."""
         import uuid
         return report_html(f"minigpt2: {self.text}", self.subtitle, list(self.tables.values()),
-                           uid=f"r{uuid.uuid4().hex[:8]}-")
+                           uid=f"r{uuid.uuid4().hex[:8]}-", script=True, data=self._page_data(cards=False),
+                           random_weights=self.random_weights)
 
     def write(self, out: str | Path, force: bool = False, progress: bool = False) -> Path:
         """index.html and the CSVs into out: a new, empty or earlier-report folder (see analysis.report.writer).
         progress: a bar on stderr when writing takes over a second."""
         return write_report(out, f"minigpt2: {self.text}", self.subtitle, list(self.tables.values()), self.arrays,
-                            force=force, progress=progress)
+                            force=force, progress=progress, data=self._page_data(),
+                            random_weights=self.random_weights)
 
 
 def _as_ids(model, text, ids, bos: bool):
@@ -156,7 +168,7 @@ def analyze(model, text=None, ids=None, k: int = 10, metric: str = "cosine",
              lambda: [*tb.evolution_tables(ctx), tb.predictions_table(ctx)],      # the logit lens: most of the time
              stream_tables,
              lambda: [tb.attention_grid_table(ctx), *ex.position_tables(model, trace, ctx.tokens)]]
-    from tqdm.auto import tqdm
+    from minigpt2.progress import tqdm
     out = [t for step in tqdm(steps, desc="tables", unit="step", disable=not progress, leave=False, delay=1)
            for t in step()]                                                      # a bar only past a second
     if heads or neurons:
@@ -175,18 +187,35 @@ def analyze(model, text=None, ids=None, k: int = 10, metric: str = "cosine",
                 "minigpt2": __version__, "date": date.today().isoformat()}
     return Report(text=title, model_source=model.source, tables={t.name: t for t in out}, correct=correct,
                   total=total, decomposition_error=error, words_dropped=vocab.n_dropped, word_filter=vocab.filter,
-                  tokens=ctx.tokens, settings=settings, timings=timings, arrays=tb.neuron_arrays(ctx))
+                  tokens=ctx.tokens, settings=settings, timings=timings, arrays=tb.neuron_arrays(ctx),
+                  cards=cd.neuron_cards(ctx, nm), random_weights=getattr(cfg, "random_weights", False))
+
+
+SUMMARY_LINES = 64     # a longer prompt's printout shows its first and last SUMMARY_ENDS tokens and predictions
+SUMMARY_ENDS = 5
+
+
+def _ends(lines: list[str], where: str) -> list[str]:
+    if len(lines) <= SUMMARY_LINES:
+        return lines
+    n = len(lines) - 2 * SUMMARY_ENDS
+    return lines[:SUMMARY_ENDS] + [f"... ({n} more: {where})"] + lines[-SUMMARY_ENDS:]
 
 
 def summary_lines(report: Report, out: Path) -> list[str]:
-    """The essay's printout: the input tokens, the predicted tokens inside vertical bars, the count."""
+    """The essay's printout: the input tokens, the predicted tokens inside vertical bars, the count. A long
+    prompt's shows the first and last few of each, and says where the rest is."""
     pred = report["predictions"]
-    lines = ["Input tokens:"] + list(report.tokens) + ["", "Predicted tokens (inside the vertical bars):"]
-    for prefix, p in zip(pred.column("prefix"), pred.column("predicted")):
-        lines.append(f"{prefix}|{p}|")
+    lines = (["RANDOM WEIGHTS (made by make-checkpoint): the words mean nothing.", ""] if report.random_weights
+             else [])
+    lines += ["Input tokens:"] + _ends(list(report.tokens), "predictions.csv, and the page's title")
+    lines += ["", "Predicted tokens (inside the vertical bars):"]
+    lines += _ends([f"{prefix}|{p}|" for prefix, p in zip(pred.column("prefix"), pred.column("predicted"))],
+                   "predictions.csv and the page's Predictions tab")
     lines.append(f"It predicts {report.correct} out of {report.total} tokens correctly.")
     lines.append(f"Residual decomposition error: {report.decomposition_error:.2e} (max |sum of rows - residual|)")
-    lines.append(f"Report: {out / 'index.html'}  (+ {len(report.tables)} CSV files in {out})")
+    arrays = "".join(f" and {name}" for name in report.arrays)
+    lines.append(f"Report: {out / 'index.html'}  (+ {len(report.tables)} CSV files{arrays} in {out})")
     return lines
 
 

@@ -247,18 +247,17 @@ def selected_table(ctx: Context, pm: Matches, mm: Matches, nm: NeuronMatches,
         for s_ in range(T):
             got = tr.attn[l, h, s_:, s_]                                      # from every query at or after s
             rows.append([l, h, None, s_, show_token(ctx.tokens[s_]), pm.cell(l, h, s_), mm.cell(l, h, s_),
-                         float(got.mean()), None, None, None, pm.scored[l, h, s_], mm.scored[l, h, s_], None, None])
+                         float(got.mean()), None, None] + [None] * s_ + got.tolist()
+                        + [pm.scored[l, h, s_], mm.scored[l, h, s_], None, None])
     for l, n in neurons:
-        acts = tr.mlp_acts[l, :, n]
-        rows.append([l, None, n, None, None, None, None, None, nm.inputs.cell(l, n), nm.outputs.cell(l, n),
-                     " ".join(f"{show_token(ctx.tokens[t])}={a:.3g}" for t, a in enumerate(acts.tolist())),
-                     None, None, nm.inputs.scored[l, n], nm.outputs.scored[l, n]])
+        rows.append([l, None, n, None, None, None, None, None, nm.inputs.cell(l, n), nm.outputs.cell(l, n)]
+                    + tr.mlp_acts[l, :, n].tolist() + [None, None, nm.inputs.scored[l, n], nm.outputs.scored[l, n]])
     words = ["pattern words", "message words", "input words", "output words"]
 
     return Table("selected", "Selected", ["layer", "head", "neuron", "pos", "token", "pattern words",
-                                          "message words", "attention received", "input words", "output words",
-                                          "activations"] + [scores_column(c) for c in words], rows,
+                                          "message words", "attention received", "input words", "output words"]
+                 + ctx.token_columns() + [scores_column(c) for c in words], rows,
                  "The heads and neurons you selected (--heads, --neurons). A head has one row per token: the "
-                 "pattern the token leaves behind, its message, and the mean attention later tokens paid it. A "
-                 "neuron has its input words (what it looks for), its output words (what it writes) and its "
-                 "activation at each token.")
+                 "pattern the token leaves behind, its message, the mean attention later tokens paid it, and on "
+                 "the right the attention each query (column) gave it. A neuron has its input words (what it "
+                 "looks for), its output words (what it writes) and on the right its activation at each token.")
