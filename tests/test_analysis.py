@@ -660,7 +660,7 @@ def test_selected_heads_and_neurons(model, tmp_path):
     assert (n["layer"], n["neuron"]) == (0, 7) and n["output words"] == row(rep["neurons"], layer=0, neuron=7)["output words"]
     out = rep.write(tmp_path / "r")
     assert (out / "selected.csv").is_file()
-    with pytest.raises(minigpt2.InputError, match="no head 9-0"):
+    with pytest.raises(minigpt2.InputError, match=r"head 9-0: layer 9 is outside 0\.\.1"):
         analyze(model, PROMPT, k=3, progress=False, heads=[(9, 0)])
 
 

@@ -99,7 +99,7 @@ def test_signature_is_the_cosine_of_message_and_later_patterns(model):
 
 def test_parse_head_and_neuron_errors(model):
     assert parse_head("1-2:3", model.cfg) == (1, 2, 3)
-    with pytest.raises(minigpt2.InputError, match="heads 0..3"):
+    with pytest.raises(minigpt2.InputError, match=r"head 1-9: head 9 is outside 0\.\.3"):
         parse_head("1-9", model.cfg)
     with pytest.raises(minigpt2.InputError, match="write LAYER-HEAD"):
         parse_head("L1H2", model.cfg)

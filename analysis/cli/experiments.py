@@ -24,8 +24,9 @@ def _edits(args, cfg):
 
 def cmd_ablate(args) -> int:
     from minigpt2 import load
+    from minigpt2.layers import log_softmax
 
-    from ..views.experiments import ablation_table, log_softmax
+    from ..views.experiments import ablation_table
 
     text = _prompt(args.text)
     model = load(args.model)

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from minigpt2 import Edit
-from minigpt2.errors import InputError
-from minigpt2.layers import inv_std, layer_norm
+from minigpt2.errors import InputError, check_index
+from minigpt2.layers import causal_softmax, layer_norm, log_softmax
+from minigpt2.readout import head_effects, ln_final_scale, logit_directions
 
 from ..report.table import Table
 
@@ -26,10 +27,8 @@ def parse_head(text: str, cfg) -> tuple[int, int, int | None]:
     m = _HEAD.match(text.strip())
     if not m:
         raise InputError(f"head {text!r}: write LAYER-HEAD, e.g. 5-10, or LAYER-HEAD:SOURCE, e.g. 5-10:3")
-    l, h = int(m.group(1)), int(m.group(2))
-    if not (l < cfg.n_layers and h < cfg.n_heads):
-        raise InputError(f"head {text!r}: layers are 0..{cfg.n_layers - 1}, heads 0..{cfg.n_heads - 1}")
-    return l, h, None if m.group(3) is None else int(m.group(3))
+    l, h = check_index(int(m.group(1)), cfg.n_layers, f"head {text}: layer"), int(m.group(2))
+    return l, check_index(h, cfg.n_heads, f"head {text}: head"), None if m.group(3) is None else int(m.group(3))
 
 
 def parse_neuron(text: str, cfg) -> tuple[int, int]:
@@ -37,16 +36,8 @@ def parse_neuron(text: str, cfg) -> tuple[int, int]:
     m = _NEURON.match(text.strip())
     if not m:
         raise InputError(f"neuron {text!r}: write LAYER-NEURON, e.g. 2-666")
-    l, n = int(m.group(1)), int(m.group(2))
-    if not (l < cfg.n_layers and n < cfg.d_mlp):
-        raise InputError(f"neuron {text!r}: layers are 0..{cfg.n_layers - 1}, neurons 0..{cfg.d_mlp - 1}")
-    return l, n
-
-
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    x = logits.astype(np.float64)
-    x = x - x.max(axis=-1, keepdims=True)
-    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+    l = check_index(int(m.group(1)), cfg.n_layers, f"neuron {text}: layer")
+    return l, check_index(int(m.group(2)), cfg.d_mlp, f"neuron {text}: neuron")
 
 
 # -- 1. interventions ---------------------------------------------------------------------------
@@ -119,21 +110,13 @@ def total_effects_table(model, trace, tokens: list[str], n_neurons: int = 256, p
 
 
 def direct_effects(model, trace) -> dict[str, np.ndarray]:
-    """Direct effect on the actual next token's logit, summed over the prompt: {"head": [L, H], "neuron": [L, m]}.
-
-    The contribution c at position t moves that logit by ((c - mean c) / std_t) . (lnf_w * W_E[next_t]).
-    """
-    p, cfg = model.params, model.cfg
-    ids, T = trace.ids, trace.n_tokens
-    direction = p.lnf_w * p.W_E[ids[1:]]                                          # [T-1, D]
-    direction = direction - direction.mean(axis=1, keepdims=True)                 # centring, moved onto the direction
-    scale = inv_std(trace.resid_pre[-1, : T - 1], cfg.layer_norm_eps)[:, 0]       # [T-1]
-    w = direction * scale[:, None]                                                # [T-1, D]
-    from .stream import attended_values, head_effects
-
-    heads = head_effects(attended_values(trace, T - 1), p.W_O, w).sum(axis=-1, dtype=np.float64)   # [L, H]
-    neurons = np.stack([np.einsum("tm,mt->m", trace.mlp_acts[l, : T - 1], p.W_out[l] @ w.T)
-                        for l in range(cfg.n_layers)])                                             # [L, m]
+    """Direct effect on the actual next token's logit, summed over the prompt: {"head": [L, H], "neuron": [L, m]}
+    (minigpt2.readout: each contribution at position t read along the next token's logit direction)."""
+    p, T = model.params, trace.n_tokens
+    w = logit_directions(p, trace.ids[1:], ln_final_scale(trace.resid_pre[-1, : T - 1], trace.layer_norm_eps))
+    heads = head_effects(trace.head_outputs(T - 1), p.W_O, w).sum(axis=-1, dtype=np.float64)       # [L, H]
+    neurons = np.stack([np.einsum("tm,mt->m", trace.mlp_acts[l, : T - 1], p.W_out[l] @ w.T)   # sum_t of
+                        for l in range(trace.n_layers)])      # readout.neuron_effects, without its [T, m] array
     return {"head": heads, "neuron": neurons}
 
 
@@ -150,13 +133,6 @@ def position_scores(model, T: int) -> np.ndarray:
     q = np.einsum("td,hde->hte", x, p.W_Q[0]) + p.b_Q[0][:, None]                # [H, T, e]
     k = np.einsum("td,hde->hte", x, p.W_K[0]) + p.b_K[0][:, None]
     return np.einsum("hte,hse->hts", q, k) / np.float32(np.sqrt(cfg.d_head))
-
-
-def causal_softmax(scores: np.ndarray) -> np.ndarray:
-    T = scores.shape[-1]
-    s = np.where(np.tril(np.ones((T, T), bool)), scores.astype(np.float64), -np.inf)
-    s = np.exp(s - s.max(axis=-1, keepdims=True))
-    return s / s.sum(axis=-1, keepdims=True)
 
 
 def position_tables(model, trace, tokens: list[str]) -> tuple[Table, Table]:
@@ -177,7 +153,7 @@ def position_tables(model, trace, tokens: list[str]) -> tuple[Table, Table]:
                  "head's W_Q and W_K, causal softmax): rows are queries, columns keys. Heads that park on key 0 "
                  "whatever the tokens are do so by position." + long)
     L, H = trace.attn.shape[:2]
-    share = trace.attn[:, :, 1:, 0].mean(axis=2) if T > 1 else np.ones((L, H))   # [L, H]
+    share = trace.attention_on_0()                                              # [L, H]
     rows = [[l] + share[l].tolist() for l in range(L)]
     on0 = Table("attention_on_0", "Attention on position 0", ["layer"] + [f"head {h}" for h in range(H)], rows,
                 "For this prompt: each head's mean attention, over the queries after position 0, on position 0. "
@@ -222,26 +198,20 @@ class Variant:
 
 
 def variant(model, label: str, ids, top: int = 5) -> Variant:
-    from .tables import BOS_RATIO
+    from .tables import bos_neurons
 
     trace = model.run(ids)
     pred = trace.predicted
     T = trace.n_tokens
-    d = trace.decompose(trace.n_layers, T - 1)
-    p, cfg = model.params, model.cfg
-    w = p.lnf_w * p.W_E[int(pred[-1])]
-    eff = ((d.vectors - d.vectors.mean(axis=1, keepdims=True)) @ w) * inv_std(trace.resid_pre[-1, T - 1],
-                                                                               cfg.layer_norm_eps)[0]
+    c = trace.contributions(trace.n_layers, T - 1, [int(pred[-1])])           # the rows' direct effects
+    eff = c.effects[:, 0]
     order = np.argsort(-np.abs(eff), kind="stable")[:top]
-    labels = d.labels
-    acts = trace.mlp_acts
-    first = acts[:, 0, :]
-    rest = np.abs(acts[:, 1:, :]).max(axis=1) if T > 1 else np.zeros_like(first)
-    chosen = sorted(np.argwhere((first > 0) & (rest <= BOS_RATIO * first)).tolist(), key=lambda x: -first[x[0], x[1]])
-    return Variant(label, trace.ids, model.token_strings(trace.ids), model.token_strings(pred),
-                   int((pred[:-1] == trace.ids[1:]).sum()), T - 1,
+    labels = c.labels
+    first = trace.mlp_acts[:, 0, :]
+    correct, total = trace.prediction_score()
+    return Variant(label, trace.ids, model.token_strings(trace.ids), model.token_strings(pred), correct, total,
                    [(labels[i], float(eff[i])) for i in order],
-                   [(f"L{l} N{n}", float(first[l, n])) for l, n in chosen[:top]])
+                   [(f"L{l} N{n}", float(first[l, n])) for l, n in bos_neurons(trace.mlp_acts)[:top]])
 
 
 def first_token_ids(model, first: str) -> list[int]:

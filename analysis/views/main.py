@@ -165,7 +165,7 @@ def analyze(model, text=None, ids=None, k: int = 10, metric: str = "cosine",
     if effects:
         out.append(ex.total_effects_table(model, trace, ctx.tokens, progress=progress))
         lap("total effects")
-    correct, total = tb.prediction_score(trace)
+    correct, total = trace.prediction_score()
     from datetime import date
 
     from minigpt2 import __version__
