@@ -120,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--neurons", action="append", default=[], metavar="L-N[,L-N...]",
                    help="neurons for the 'selected' tab and selected.csv, e.g. 2-666,2-1825")
     a.add_argument("--effects", action="store_true",
-                   help="add the total-effects tab: every head and the top 256 neurons ablated one at a time")
+                   help="add the total-effects tab: every head and neuron's attribution (one backward pass), and the "
+                        "exact effect of ablating every head and the 256 neurons of largest |attribution|")
     a.set_defaults(func=cmd_analyze)
 
     add_experiment_parsers(sub)

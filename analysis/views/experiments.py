@@ -1,6 +1,6 @@
-"""The experiments the essay proposes: ablations and total effects, position-0 bias, context signatures,
-and what sits at position 0. Each returns Tables (or plain arrays) that the page, the CSVs and the
-command line share.
+"""The experiments the essay proposes: ablations, position-0 bias, context signatures, and what sits at
+position 0 (total effects and attribution: effects.py). Each returns Tables (or plain arrays) that the page,
+the CSVs and the command line share.
 """
 from __future__ import annotations
 
@@ -9,10 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from minigpt2 import Edit
 from minigpt2.errors import InputError, check_index
 from minigpt2.layers import causal_softmax, layer_norm, log_softmax
-from minigpt2.readout import head_effects, ln_final_scale, logit_directions
 
 from ..report.table import Table
 
@@ -63,61 +61,6 @@ def ablation_table(model, ids, edits, tokens: list[str], top: int = 5, logits: t
                                           "log-prob before", "log-prob after", "biggest logit changes"], rows,
                  "Greedy predictions with and without the edits (" + "; ".join(map(str, edits)) + "), the "
                  "log-probability of the actual next token, and the largest logit changes at each position.")
-
-
-def total_effects_table(model, trace, tokens: list[str], n_neurons: int = 256, progress: bool = False) -> Table:
-    """Heads and neurons ranked by their total effect: how much the correct next tokens' log-probability
-    (summed over the prompt) drops when each one alone is ablated (scale 0), set beside the direct effect.
-
-    Every head is ablated; of the neurons, the n_neurons with the largest max |activation| x ||W_out row||
-    (the neurons tab's order), since ablating all of them would be L x m forward passes. Each ablated pass
-    resumes at the component's own layer from the clean residual, so it costs only the layers after it.
-    """
-    from tqdm.auto import tqdm
-
-    ids, p, cfg = trace.ids, model.params, model.cfg
-    T = len(ids)
-    if T < 2:
-        raise InputError("total effects need at least 2 tokens (a next token to predict)")
-    L, H, m = cfg.n_layers, cfg.n_heads, cfg.d_mlp
-    nxt, t_ = ids[1:], np.arange(T - 1)
-    clean_lp = log_softmax(trace.logits)[t_, nxt]                                # [T-1]
-    clean_logit = trace.logits[t_, nxt].astype(np.float64)
-    acts = trace.mlp_acts                                                        # [L, T, m]
-    effect = np.maximum(acts.max(axis=1), -acts.min(axis=1)) * np.linalg.norm(p.W_out, axis=2)  # [L, m]
-    top = np.argsort(-effect.reshape(-1), kind="stable")[: min(n_neurons, L * m)]
-    jobs = [("head", l, h) for l in range(L) for h in range(H)]
-    jobs += [("neuron", int(f // m), int(f % m)) for f in top]
-    direct = direct_effects(model, trace)
-    rows = []
-    for kind, l, i in tqdm(jobs, desc="total effects", unit="ablation", disable=not progress, leave=False):
-        edit = Edit.head(l, i, 0.0) if kind == "head" else Edit.neuron(l, i, 0.0)
-        logits = model.logits(ids, edits=[edit], start=l, resid=trace.resid_pre[l])
-        lp = log_softmax(logits)[t_, nxt]
-        rows.append([f"L{l} H{i}" if kind == "head" else f"L{l} N{i}", kind, l, i if kind == "head" else None,
-                     i if kind == "neuron" else None, float((clean_lp - lp).sum()),
-                     float((clean_logit - logits[t_, nxt]).sum()), float(direct[kind][l, i])])
-    columns = ["component", "kind", "layer", "head", "neuron", "total effect (log-prob)", "total effect (logit)",
-               "direct effect (logit)"]
-    key = columns.index("total effect (log-prob)")
-    rows.sort(key=lambda r: -abs(r[key]))
-    return Table("effects", "Total effects", columns, rows,
-                 f"Each head, and the {len(top)} neurons with the largest max |activation| x ||W_out||, ablated "
-                 "alone (scale 0): how much the log-probability of the actual next tokens drops, summed over "
-                 "the prompt (positive: the component helps predict the text), and the same in logits beside "
-                 "its direct effect (its own write into the residual, read through ln_f, summed likewise). "
-                 "Total minus direct is what the component does through later layers.")
-
-
-def direct_effects(model, trace) -> dict[str, np.ndarray]:
-    """Direct effect on the actual next token's logit, summed over the prompt: {"head": [L, H], "neuron": [L, m]}
-    (minigpt2.readout: each contribution at position t read along the next token's logit direction)."""
-    p, T = model.params, trace.n_tokens
-    w = logit_directions(p, trace.ids[1:], ln_final_scale(trace.resid_pre[-1, : T - 1], trace.layer_norm_eps))
-    heads = head_effects(trace.head_outputs(T - 1), p.W_O, w).sum(axis=-1, dtype=np.float64)       # [L, H]
-    neurons = np.stack([np.einsum("tm,mt->m", trace.mlp_acts[l, : T - 1], p.W_out[l] @ w.T)   # sum_t of
-                        for l in range(trace.n_layers)])      # readout.neuron_effects, without its [T, m] array
-    return {"head": heads, "neuron": neurons}
 
 
 # -- 2. position-0 bias ------------------------------------------------------------------------

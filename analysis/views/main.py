@@ -19,6 +19,7 @@ from ..search.matches import DEFAULT_BIAS_THRESHOLD
 from ..search.neurons import neuron_meanings
 from ..search.spaces import build_vocab, clip
 from . import context as cx
+from . import effects as ef
 from . import experiments as ex
 from . import stream as st
 from . import tables as tb
@@ -103,7 +104,8 @@ def analyze(model, text=None, ids=None, k: int = 10, metric: str = "cosine",
 
     text: the prompt (a str, encoded with BOS first unless bos=False), or token ids; ids: token ids.
     heads, neurons: (layer, head) and (layer, neuron) pairs for the "selected" tab, opened first.
-    effects: also rank heads and neurons by total effect (each ablated alone; many forward passes).
+    effects: also rank heads and neurons by total effect (each head and the 256 neurons of largest
+        |attribution| ablated alone; many forward passes) beside every one's attribution (one backward pass).
     """
     check_model(model)                                   # every argument first, before any work
     check_metric(metric)
@@ -163,7 +165,7 @@ def analyze(model, text=None, ids=None, k: int = 10, metric: str = "cosine",
         out.insert(0, tb.selected_table(ctx, pm, mm, nm, heads, neurons))
     lap("tables")
     if effects:
-        out.append(ex.total_effects_table(model, trace, ctx.tokens, progress=progress))
+        out.append(ef.total_effects_table(model, trace, ctx.tokens, progress=progress))
         lap("total effects")
     correct, total = trace.prediction_score()
     from datetime import date
