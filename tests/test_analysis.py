@@ -171,16 +171,24 @@ def test_patterns_and_messages_words_match_brute_force(model, report, words):
                                            words, 5)
 
 
-def test_attended_has_attention_by_query_and_blank_above_the_diagonal(model, report):
+def test_attended_has_attention_by_query_and_blank_above_the_diagonal(model, report, words):
     tr = model.run(model.encode(PROMPT))
     r = row(report["attended"], layer=1, head=2, source=3)
     cols = report["attended"].columns
     for t in range(8):
         v = r[cols[8 + t]]
         assert v is None if t < 3 else v == pytest.approx(float(tr.attn[1, 2, t, 3]))
-    assert r["pattern"] == row(report["patterns"], layer=1, head=2, pos=3)["words"]
-    assert r["mean attention received"] == pytest.approx(float(tr.attn[1, 2, 3:, 3].mean()))
-    assert r["max attention"] == pytest.approx(float(tr.attn[1, 2, 3:, 3].max()))
+    p = model.params
+    assert r["pattern"] == expected_cell(model, brute_ids(tr.patterns[1, 2, 3], ln64(p.W_E[words], p.ln1_w[1], p.ln1_b[1]),
+                                                          words, 5))
+    # over the later queries only, as the position-0 tab: a token's attention to itself is not received
+    assert r["mean attention received"] == pytest.approx(float(tr.attn[1, 2, 4:, 3].mean()))
+    assert r["max attention"] == pytest.approx(float(tr.attn[1, 2, 4:, 3].max()))
+    bos = row(report["attended"], layer=1, head=2, source=0)
+    assert bos["mean attention received"] == pytest.approx(float(tr.attn[1, 2, 1:, 0].mean()))
+    assert bos["max attention"] < 1 or tr.attn[1, 2, 1:, 0].max() == 1
+    last = row(report["attended"], layer=1, head=2, source=7)
+    assert last["mean attention received"] is None and last["max attention"] is None
 
 
 def test_neurons_static_words_activations_and_order(model, report, words):
@@ -647,17 +655,22 @@ def test_notebook_reprs_are_short(report):
         report["neurons"].where(head=3)
 
 
-def test_selected_heads_and_neurons(model, tmp_path):
+def test_selected_heads_and_neurons(model, tmp_path, words):
     rep = analyze(model, PROMPT, k=3, progress=False, heads=[(1, 2)], neurons=[(0, 7)])
     assert list(rep.tables)[0] == "selected"
     t = rep["selected"]
-    tr = model.run(model.encode(PROMPT))
+    p, tr = model.params, model.run(model.encode(PROMPT))
     r = dict(zip(t.columns, t.rows[3]))
     assert (r["layer"], r["head"], r["pos"]) == (1, 2, 3)
-    assert r["attention received"] == pytest.approx(float(tr.attn[1, 2, 3:, 3].mean()))
-    assert r["pattern words"] == row(rep["patterns"], layer=1, head=2, pos=3)["words"]
+    assert r["attention received"] == pytest.approx(float(tr.attn[1, 2, 4:, 3].mean()))    # later queries
+    assert dict(zip(t.columns, t.rows[7]))["attention received"] is None                     # none after it
+    space = ln64(p.W_E[words], p.ln1_w[1], p.ln1_b[1])
+    assert r["pattern words"] == expected_cell(model, brute_ids(tr.patterns[1, 2, 3], space, words, 3))
+    unembed = p.W_E[words].astype(np.float64) * p.lnf_w
+    assert r["message words"] == expected_cell(model, brute_ids(tr.messages[1, 2, 3], unembed, words, 3))
     n = dict(zip(t.columns, t.rows[-1]))
-    assert (n["layer"], n["neuron"]) == (0, 7) and n["output words"] == row(rep["neurons"], layer=0, neuron=7)["output words"]
+    assert (n["layer"], n["neuron"]) == (0, 7)
+    assert n["output words"] == expected_cell(model, brute_ids(p.W_out[0, 7], unembed, words, 3))
     out = rep.write(tmp_path / "r")
     assert (out / "selected.csv").is_file()
     with pytest.raises(minigpt2.InputError, match=r"head 9-0: layer 9 is outside 0\.\.1"):

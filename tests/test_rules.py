@@ -186,3 +186,42 @@ def test_ablation_log_probs_before_and_after(model, raw):
         assert r["log-prob before"] == pytest.approx(before[pos, ids[pos + 1]], abs=1e-4)
         assert r["log-prob after"] == pytest.approx(after[pos, ids[pos + 1]], abs=1e-4)
     assert not np.allclose(before, after, atol=1e-3)                          # the edits change something
+
+
+def test_streams_every_position_against_the_blocks_of_a_float64_pass(model, raw):
+    """The all-positions view (computed in the rank space, a layer at a time) against each block's write in a
+    float64 pass, at every position, for the predicted and the actual next token."""
+    rep = analyze(model, ids=IDS, k=3, progress=False)
+    f = reference_forward(raw, model.cfg, IDS)
+    rows = [dict(zip(rep["streams"].columns, r)) for r in rep["streams"].rows]
+    for t in range(len(IDS)):
+        x = f["resid_pre"][-1, t]
+        toks = {"direct effect": int(np.argmax(f["logits"][t]))}
+        if t + 1 < len(IDS):
+            toks["direct effect (actual next)"] = int(IDS[t + 1])
+        got = {r["component"]: r for r in rows if r["pos"] == t and r["by"] == "layer"}
+        for col, tok in toks.items():
+            w = raw["ln_f.weight"] * raw["wte.weight"][tok]
+            for l in range(model.cfg.n_layers):
+                for name, c in ((f"L{l} attention", f["attn_out"][l, t]), (f"L{l} MLP", f["mlp_out"][l, t])):
+                    want = ((c - c.mean()) / np.sqrt(x.var() + 1e-5)) @ w
+                    assert got[name][col] == pytest.approx(want, abs=1e-4), (t, name, col)
+
+
+def test_a_subset_of_a_decomposition_reports_its_sum_and_the_rest_not_an_error(raw, model):
+    tr = model.run(IDS[:8])
+    d = tr.decompose(3, 7)
+    sub = d.where(kind="message", layer=1, head=2)
+    f = reference_forward(raw, model.cfg, IDS[:8])
+    e = model.cfg.d_head
+    a = f["attn"][1, 2, 7]                                                     # [S] the head's attention at 7
+    x = _ln(f["resid_pre"][1], raw["h.1.ln_1.weight"], raw["h.1.ln_1.bias"], 1e-5)
+    v = x @ raw["h.1.attn.c_attn.weight"][:, 2 * model.cfg.d_model + 2 * e: 2 * model.cfg.d_model + 3 * e] \
+        + raw["h.1.attn.c_attn.bias"][2 * model.cfg.d_model + 2 * e: 2 * model.cfg.d_model + 3 * e]
+    want = a @ (v @ raw["h.1.attn.c_proj.weight"][2 * e: 3 * e])                 # its messages, weighted
+    np.testing.assert_allclose(sub.total(), want, atol=1e-4)
+    np.testing.assert_allclose(sub.rest(), f["resid_pre"][3, 7] - want, atol=1e-4)
+    assert "a subset: 8 of" in repr(sub) and "error" not in repr(sub)
+    with pytest.raises(ValueError, match="subset"):
+        sub.max_abs_error()
+    assert "max error" in repr(d) and d.max_abs_error() < 1e-4 and d[:].complete and d.by("head").complete

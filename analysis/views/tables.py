@@ -70,10 +70,8 @@ def attended_table(ctx: Context, pm: Matches, mm: Matches) -> Table:
     rows = []
     for flat in order[:n_heads]:
         l, h = divmod(flat, H)
-        a = tr.attn[l, h].T                                               # [source, query]
-        got_mean = (a.sum(axis=1) / np.arange(T, 0, -1)).tolist()         # over the queries at or after s
-        got_max = a.max(axis=1).tolist()
-        a = a.tolist()
+        got_mean, got_max = received(tr.attn[l, h])
+        a = tr.attn[l, h].T.tolist()                                      # [source][query]
         for s_ in range(T):
             rows.append([l, h, s_, show_token(ctx.tokens[s_]), pm.cell(l, h, s_), mm.cell(l, h, s_), got_mean[s_],
                          got_max[s_]] + [None] * s_ + a[s_][s_:] + [pm.scored[l, h, s_], mm.scored[l, h, s_]])
@@ -90,6 +88,19 @@ def attended_table(ctx: Context, pm: Matches, mm: Matches) -> Table:
                  "passes on), and the attention the later tokens gave it, per query on the right: which "
                  "patterns were matched, which messages picked up. Heads are ordered by how little attention "
                  "they park on position 0, most interesting first." + kept)
+
+
+def received(attn: np.ndarray) -> tuple[list, list]:
+    """The mean and the max attention each source s received from the queries after it, q > s (as the
+    position-0 tab counts: a token's attention to itself, 1 at position 0, is not attention received), from
+    one head's attn [T, T]; None for the last source, which no query follows."""
+    T = attn.shape[0]
+    later = np.tril(np.ones((T, T), bool), -1)                            # [query, source]: q > s
+    got = np.where(later, attn, 0).sum(axis=0)                            # [T] over the later queries
+    n = np.arange(T - 1, -1, -1)                                          # how many queries follow s
+    top = np.where(later, attn, -np.inf).max(axis=0)
+    return ([float(g / k) if k else None for g, k in zip(got.tolist(), n.tolist())],
+            [float(x) if k else None for x, k in zip(top.tolist(), n.tolist())])
 
 
 def attention_grid_table(ctx: Context) -> Table:
@@ -249,10 +260,10 @@ def selected_table(ctx: Context, pm: Matches, mm: Matches, nm: NeuronMatches,
     T = tr.n_tokens
     rows = []
     for l, h in heads:
+        got = received(tr.attn[l, h])[0]                                      # from the queries after s
         for s_ in range(T):
-            got = tr.attn[l, h, s_:, s_]                                      # from every query at or after s
             rows.append([l, h, None, s_, show_token(ctx.tokens[s_]), pm.cell(l, h, s_), mm.cell(l, h, s_),
-                         float(got.mean()), None, None, None, pm.scored[l, h, s_], mm.scored[l, h, s_], None, None])
+                         got[s_], None, None, None, pm.scored[l, h, s_], mm.scored[l, h, s_], None, None])
     for l, n in neurons:
         acts = tr.mlp_acts[l, :, n]
         rows.append([l, None, n, None, None, None, None, None, nm.inputs.cell(l, n), nm.outputs.cell(l, n),
@@ -264,6 +275,6 @@ def selected_table(ctx: Context, pm: Matches, mm: Matches, nm: NeuronMatches,
                                           "message words", "attention received", "input words", "output words",
                                           "activations"] + [scores_column(c) for c in words], rows,
                  "The heads and neurons you selected (--heads, --neurons). A head has one row per token: the "
-                 "pattern the token leaves behind, its message, and the mean attention later tokens paid it. A "
+                 "pattern the token leaves behind, its message, and the mean attention the later tokens paid it. A "
                  "neuron has its input words (what it looks for), its output words (what it writes) and its "
                  "activation at each token.")
