@@ -100,7 +100,8 @@ def test_attribution_column_and_the_exact_neurons_against_finite_differences(mod
     assert all(r["total effect (log-prob)"] is not None for r in rows.values() if r["kind"] == "head")
     total = [r for r in t.rows if r[5] is not None]
     assert t.rows[: len(total)] == total                                 # exact rows first, by |total|
-    assert "r = " in t.note
+    r = np.corrcoef([x[5] for x in total], [x[6] for x in total])[0, 1]     # attribution vs total, exact rows
+    assert f"r = {r:.3f}" in t.note
 
 
 def test_position_scores_are_the_attention_of_a_prompt_of_pure_position():

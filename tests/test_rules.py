@@ -121,6 +121,13 @@ def test_stream_rollup_against_the_blocks_of_a_float64_pass(model, raw):
     for l in range(model.cfg.n_layers):
         assert got[f"L{l} attention"] == pytest.approx(effect(f["attn_out"][l, -1]), abs=1e-4)
         assert got[f"L{l} MLP"] == pytest.approx(effect(f["mlp_out"][l, -1]), abs=1e-4)
+    heads = {}                                                              # each head's output at the last position
+    for l in range(model.cfg.n_layers):
+        for h in range(model.cfg.n_heads):
+            heads[f"L{l} H{h}"] = effect(f["attn"][l, h, -1] @ head_vectors(raw, model.cfg, IDS, l, h)[1])
+    by_head = [(r[1], r[2]) for r in rep["stream_rollup"].rows if r[0] == "head"]
+    assert [name for name, _ in by_head] == sorted(heads, key=lambda n: -abs(heads[n]))[:20]   # by |effect|
+    assert [v for _, v in by_head] == pytest.approx([heads[n] for n, _ in by_head], abs=1e-4)
     b_out = sum(effect(raw[f"h.{l}.mlp.c_proj.bias"]) for l in range(model.cfg.n_layers))
     assert got["b_out"] == pytest.approx(b_out, abs=1e-4)
     T = len(IDS)
