@@ -19,6 +19,7 @@ from minigpt2.errors import Error, InputError
 from ..search.matches import DEFAULT_BIAS_THRESHOLD
 from .args import _nonneg, _positive, _prompt, _show, _threshold, printable
 from .experiments import add_experiment_parsers
+from .grad import add_grad_parsers, first_vector_arg, load_first_vector
 
 
 def cmd_generate(args) -> int:
@@ -70,9 +71,11 @@ def cmd_analyze(args) -> int:
             raise InputError(f"--heads takes LAYER-HEAD (e.g. 0-1), got {h!r}")
         heads.append((l, h_))
     neurons = [parse_neuron(n, model.cfg) for n in _listed(args.neurons)]
+    first = None if args.first_vector is None else load_first_vector(args.first_vector, model.cfg.d_model)
     report = analyze(model, text, k=args.k, metric=args.metric, bias_threshold=args.bias_threshold,
                      position=args.position, bos=not args.no_bos, use_cache=not args.no_cache,
-                     progress=sys.stderr.isatty(), effects=args.effects, heads=heads, neurons=neurons)
+                     progress=sys.stderr.isatty(), effects=args.effects, heads=heads, neurons=neurons,
+                     first_vector=first)
     out = report.write(args.out, force=args.force, progress=sys.stderr.isatty())
     print("\n".join(_show(line) for line in summary_lines(report, out)))
     return 0
@@ -122,9 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--effects", action="store_true",
                    help="add the total-effects tab: every head and neuron's attribution (one backward pass), and the "
                         "exact effect of ablating every head and the 256 neurons of largest |attribution|")
+    first_vector_arg(a)
     a.set_defaults(func=cmd_analyze)
 
     add_experiment_parsers(sub)
+    add_grad_parsers(sub)
 
     g = sub.add_parser("generate", help="greedy text generation")
     g.add_argument("prompt")

@@ -6,6 +6,7 @@ import numpy as np
 from minigpt2.errors import InputError, check_text
 
 from .args import _finite, _positive, _prompt, _show
+from .grad import first_vector_arg, load_first_vector
 
 
 def _edits(args, cfg):
@@ -84,7 +85,7 @@ def cmd_signature(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from minigpt2 import load
+    from minigpt2 import Edit, load
 
     from ..views.experiments import first_token_ids, variant
 
@@ -94,6 +95,9 @@ def cmd_compare(args) -> int:
         check_text(f, "--first")
     if n > 1 and args.first:
         raise InputError("--first compares one prompt under several first tokens; give one TEXT with it")
+    if args.first_vector is not None and (n > 1 or args.first):
+        raise InputError("--first-vector adds one line to the comparison of one prompt's first tokens: give one "
+                         "TEXT, and --first or not")
     model = load(args.model)
     if len(texts) == 1:
         firsts = args.first or ["<|endoftext|>", "none"]
@@ -101,6 +105,10 @@ def cmd_compare(args) -> int:
         for f in firsts:
             ids = first_token_ids(model, f) + model.encode(texts[0], bos=False).tolist()
             variants.append(variant(model, "first " + ("nothing" if f == "none" else repr(f)), ids))
+        if args.first_vector is not None:
+            v = load_first_vector(args.first_vector, model.cfg.d_model)
+            ids = [model.cfg.bos_token_id] + model.encode(texts[0], bos=False).tolist()
+            variants.append(variant(model, f"first vector {args.first_vector}", ids, edits=[Edit.resid(0, 0, v)]))
     else:
         variants = [variant(model, repr(t), model.encode(t, bos=not args.no_bos)) for t in texts]
     for v in variants:
@@ -143,4 +151,5 @@ def add_experiment_parsers(sub) -> None:
                         '(default: <|endoftext|> and none)')
     v.add_argument("--model", default="gpt2", help="hub id or local directory (default: gpt2)")
     v.add_argument("--no-bos", action="store_true", help="several prompts: do not prepend <|endoftext|>")
+    first_vector_arg(v)
     v.set_defaults(func=cmd_compare)

@@ -140,10 +140,12 @@ class Variant:
     bos_neurons: list[tuple[str, float]]  # the strongest BOS neurons: ("L2 N666", activation at 0)
 
 
-def variant(model, label: str, ids, top: int = 5) -> Variant:
+def variant(model, label: str, ids, top: int = 5, edits=()) -> Variant:
+    """One line of compare: predictions, score, the largest direct effects on the last prediction and the
+    strongest BOS neurons of ids, run with edits (e.g. a tuned first vector, Edit.resid(0, 0, v))."""
     from .tables import bos_neurons
 
-    trace = model.run(ids)
+    trace = model.run(ids, edits)
     pred = trace.predicted
     T = trace.n_tokens
     c = trace.contributions(trace.n_layers, T - 1, [int(pred[-1])])           # the rows' direct effects

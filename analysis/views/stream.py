@@ -151,7 +151,7 @@ def streams_table(ctx: Context) -> Table:
     for name, tok in (("pred", pred), ("next", nxt)):
         w = ws[name] = logit_directions(p, tok, scale)                      # [T, D]
         b_out = p.b_out @ w.T                                               # [L, T]
-        eff[name] = {"embedding": np.einsum("td,td->t", p.W_E[tr.ids] + p.W_pos[:T], w),
+        eff[name] = {"embedding": np.einsum("td,td->t", tr.resid_pre[0], w),      # or a first vector
                      "b_O": p.b_O @ w.T, "b_out": b_out,
                      "heads": head_effects(Z, p.W_O, w),                               # [L, H, T]
                      "neurons": np.einsum("ltd,td->lt", tr.mlp_out, w) - b_out}  # [L, T]: mlp_out is their sum
