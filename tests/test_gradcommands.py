@@ -180,3 +180,14 @@ def test_a_bad_first_vector_is_one_line(content, message, tmp_path, capsys):
     code, _, err = cli(["analyze", "hi", "--model", MODEL, "--first-vector", str(f), "--out", str(tmp_path / "r")],
                        capsys)
     assert code == 1 and message in err and err.count("\n") == 1
+
+
+def test_analyze_effects_prints_the_correlation_of_attribution_and_exact_effects(tmp_path, capsys):
+    code, out, err = cli(["analyze", "the cat sat on the mat", "--model", MODEL, "--effects", "--out",
+                          str(tmp_path / "r")], capsys)
+    assert code == 0, err
+    rows = list(csv.DictReader((tmp_path / "r" / "effects.csv").open()))
+    exact = [(float(r["total effect (log-prob)"]), float(r["attribution (log-prob)"]))
+             for r in rows if r["total effect (log-prob)"]]
+    r = np.corrcoef(np.array(exact).T)[0, 1]
+    assert f"attribution vs exact ablation r = {r:.3f} over {len(exact)} components ({len(rows)} in" in out

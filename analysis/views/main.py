@@ -198,6 +198,13 @@ def summary_lines(report: Report, out: Path) -> list[str]:
         lines.append(f"{prefix}|{p}|")
     lines.append(f"It predicts {report.correct} out of {report.total} tokens correctly.")
     lines.append(f"Residual decomposition error: {report.decomposition_error:.2e} (max |sum of rows - residual|)")
+    if "effects" in report.tables:
+        from .effects import correlation
+        t = report["effects"]
+        pairs = [(a, b) for a, b in zip(t.column("total effect (log-prob)"), t.column("attribution (log-prob)"))
+                 if a is not None]
+        lines.append(f"Total effects: attribution vs exact ablation r = {correlation(pairs):.3f} over {len(pairs)} "
+                     f"components ({len(t.rows)} in effects.csv)")
     lines.append(f"Report: {out / 'index.html'}  (+ {len(report.tables)} CSV files in {out})")
     return lines
 
