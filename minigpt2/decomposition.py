@@ -59,13 +59,22 @@ class Decomposition:
     target: np.ndarray    # [D] resid_pre[layer, pos] as the forward pass computed it
     params: Params | None = field(default=None, repr=False)   # the weights (for direct effects)
     layer_norm_eps: float = 1e-5
+    subset_of: int = 0    # 0: every row; else a subset (d.where, d[...], d.top) of a decomposition of that many rows
 
     def __len__(self) -> int:
         return int(self.kind.shape[0])
 
+    @property
+    def complete(self) -> bool:
+        """Whether these are all the rows (then they sum to target), not a subset picked from them."""
+        return self.subset_of == 0
+
     def __repr__(self) -> str:
-        return (f"<Decomposition of resid_pre[{self.layer}, {self.pos}]: {len(self)} rows, "
-                f"max error {self.max_abs_error():.1e}>")
+        where = f"resid_pre[{self.layer}, {self.pos}]"
+        if self.complete:
+            return f"<Decomposition of {where}: {len(self)} rows, max error {self.max_abs_error():.1e}>"
+        return (f"<Decomposition of {where}, a subset: {len(self)} of {self.subset_of} rows, |sum| "
+                f"{np.linalg.norm(self.total()):.3g}; the other rows' |sum| {np.linalg.norm(self.rest()):.3g}>")
 
     @property
     def labels(self) -> list[str]:
@@ -77,7 +86,11 @@ class Decomposition:
             idx = [int(idx)]
         pick = {f: getattr(self, f)[idx] for f in ("kind", "layer_of", "head", "source", "neuron", "weight",
                                                     "vectors")}
-        return replace(self, **pick)
+        if not self.complete:                                         # a subset of a subset: count from the whole
+            return replace(self, **pick)
+        same = len(pick["kind"]) == len(self) and np.array_equal(np.sort(np.arange(len(self))[idx]),
+                                                                  np.arange(len(self)))
+        return replace(self, **pick, subset_of=0 if same else len(self))
 
     def where(self, kind: str | None = None, layer: int | None = None, head: int | None = None,
               neuron: int | None = None) -> "Decomposition":
@@ -134,8 +147,17 @@ class Decomposition:
         """The rows summed in float64: [D]."""
         return self.vectors.sum(axis=0, dtype=np.float64)
 
+    def rest(self) -> np.ndarray:
+        """What the rows not picked sum to: resid_pre[layer, pos] - total(), [D] float64 (0 up to rounding
+        for the whole decomposition)."""
+        return self.target - self.total()
+
     def max_abs_error(self) -> float:
-        """max |sum of rows - resid_pre[layer, pos]|: the proof that the decomposition is complete."""
+        """max |sum of rows - resid_pre[layer, pos]|: the proof that the decomposition is complete. A subset
+        has no error to prove: it raises ValueError (its sum is total(), the other rows' rest())."""
+        if not self.complete:
+            raise ValueError(f"a subset ({len(self)} of {self.subset_of} rows) does not sum to the residual: its sum is "
+                             ".total(), the other rows' sum .rest()")
         return float(np.abs(self.total() - self.target).max())
 
 

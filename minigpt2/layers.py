@@ -59,3 +59,17 @@ def softmax_(x: np.ndarray) -> np.ndarray:
     np.exp(x, out=x)
     x *= _ONE / x.sum(axis=-1, keepdims=True)
     return x
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """log softmax over the last axis, in float64 (a log-probability of a token a float32 sum would blur)."""
+    x = logits.astype(np.float64)
+    x -= x.max(axis=-1, keepdims=True)
+    x -= np.log(np.exp(x).sum(axis=-1, keepdims=True))
+    return x
+
+
+def causal_softmax(scores: np.ndarray) -> np.ndarray:
+    """[..., T, T] softmax over keys at or before each query (entries above the diagonal get 0), float64."""
+    T = scores.shape[-1]
+    return softmax_(np.where(np.tril(np.ones((T, T), bool)), scores.astype(np.float64), -np.inf))

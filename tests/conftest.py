@@ -67,7 +67,7 @@ def reference_forward(t: dict, cfg: GPT2Config, ids) -> dict:
     f = {k: v.astype(np.float64) for k, v in t.items()}
     T, D, H, e, eps = len(ids), cfg.d_model, cfg.n_heads, cfg.d_head, cfg.layer_norm_eps
     x = f["wte.weight"][ids] + f["wpe.weight"][:T]
-    resid, attns, acts = [x], [], []
+    resid, attns, acts, attn_out, mlp_out = [x], [], [], [], []
     for l in range(cfg.n_layers):
         p = f"h.{l}."
         a = _ln(x, f[p + "ln_1.weight"], f[p + "ln_1.bias"], eps)
@@ -83,15 +83,18 @@ def reference_forward(t: dict, cfg: GPT2Config, ids) -> dict:
             w /= w.sum(1, keepdims=True)
             layer_attn.append(w)
             heads.append(w @ v)
-        x = x + np.concatenate(heads, 1) @ f[p + "attn.c_proj.weight"] + f[p + "attn.c_proj.bias"]
+        attn_out.append(np.concatenate(heads, 1) @ f[p + "attn.c_proj.weight"] + f[p + "attn.c_proj.bias"])
+        x = x + attn_out[-1]
         u = _ln(x, f[p + "ln_2.weight"], f[p + "ln_2.bias"], eps) @ f[p + "mlp.c_fc.weight"] + f[p + "mlp.c_fc.bias"]
         g = gelu64(u)
         acts.append(g)
-        x = x + g @ f[p + "mlp.c_proj.weight"] + f[p + "mlp.c_proj.bias"]
+        mlp_out.append(g @ f[p + "mlp.c_proj.weight"] + f[p + "mlp.c_proj.bias"])
+        x = x + mlp_out[-1]
         attns.append(layer_attn)
         resid.append(x)
     logits = _ln(x, f["ln_f.weight"], f["ln_f.bias"], eps) @ f["wte.weight"].T
-    return {"logits": logits, "resid_pre": np.stack(resid), "attn": np.array(attns), "mlp_acts": np.stack(acts)}
+    return {"logits": logits, "resid_pre": np.stack(resid), "attn": np.array(attns), "mlp_acts": np.stack(acts),
+            "attn_out": np.stack(attn_out), "mlp_out": np.stack(mlp_out)}     # [L, T, D] each block's write, biases in
 
 
 @pytest.fixture(scope="session")

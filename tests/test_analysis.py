@@ -5,6 +5,7 @@ weights), never by calling the code under test twice.
 """
 import csv
 import os
+import re
 
 import numpy as np
 import pytest
@@ -171,16 +172,24 @@ def test_patterns_and_messages_words_match_brute_force(model, report, words):
                                            words, 5)
 
 
-def test_attended_has_attention_by_query_and_blank_above_the_diagonal(model, report):
+def test_attended_has_attention_by_query_and_blank_above_the_diagonal(model, report, words):
     tr = model.run(model.encode(PROMPT))
     r = row(report["attended"], layer=1, head=2, source=3)
     cols = report["attended"].columns
     for t in range(8):
         v = r[cols[8 + t]]
         assert v is None if t < 3 else v == pytest.approx(float(tr.attn[1, 2, t, 3]))
-    assert r["pattern"] == row(report["patterns"], layer=1, head=2, pos=3)["words"]
-    assert r["mean attention received"] == pytest.approx(float(tr.attn[1, 2, 3:, 3].mean()))
-    assert r["max attention"] == pytest.approx(float(tr.attn[1, 2, 3:, 3].max()))
+    p = model.params
+    assert r["pattern"] == expected_cell(model, brute_ids(tr.patterns[1, 2, 3], ln64(p.W_E[words], p.ln1_w[1], p.ln1_b[1]),
+                                                          words, 5))
+    # over the later queries only, as the position-0 tab: a token's attention to itself is not received
+    assert r["mean attention received"] == pytest.approx(float(tr.attn[1, 2, 4:, 3].mean()))
+    assert r["max attention"] == pytest.approx(float(tr.attn[1, 2, 4:, 3].max()))
+    bos = row(report["attended"], layer=1, head=2, source=0)
+    assert bos["mean attention received"] == pytest.approx(float(tr.attn[1, 2, 1:, 0].mean()))
+    assert bos["max attention"] < 1 or tr.attn[1, 2, 1:, 0].max() == 1
+    last = row(report["attended"], layer=1, head=2, source=7)
+    assert last["mean attention received"] is None and last["max attention"] is None
 
 
 def test_neurons_static_words_activations_and_order(model, report, words):
@@ -228,7 +237,9 @@ def test_scored_columns_hold_the_words_and_scores_and_are_the_pages_tooltips(mod
     assert "scores)" not in page                                          # no column of its own
     titles = [html.unescape(t) for t in re.findall(r'title="([^"]*)"', page)]
     words_scores = ", ".join(f"{w} {x:.3f}" for w, x in zip(got_words, scores))
-    assert any(t.startswith(words_scores if not high_bias else "(high bias") and words_scores in t for t in titles)
+    only_scores = "scores: " + " ".join(f"{x:.3f}" for x in scores)          # the cell's text has the words
+    assert any(t.startswith("(high bias") and words_scores in t if high_bias else t.startswith(only_scores)
+               for t in titles)
     report["patterns"].to_csv(tmp_path / "p.csv")
     with open(tmp_path / "p.csv") as f:
         assert next(csv.reader(f)) == ["layer", "head", "pos", "token", "words", "bias_z", "matches"]
@@ -331,7 +342,8 @@ def test_write_report_files_and_html_escaping(model, tmp_path):
     assert names == sorted(["index.html", "minigpt2-report.json"] + [f"{n}.csv" for n in rep.tables])
     page = (out / "index.html").read_text()
     assert "<b>" not in page and "&lt;b&gt;" in page and "&amp;" in page and "&#x27;q&#x27;" in page
-    assert "cdn" not in page.lower() and "<script src" not in page
+    assert not re.search(r'(src|href)="(https?:)?//', page) and "<script src" not in page   # no CDN, no URL
+    assert "<\\/" not in page and page.count("</script>") == 2      # the data block cannot be ended by a word
     with open(out / "patterns.csv", encoding="utf-8") as f:
         assert next(csv.reader(f)) == ["layer", "head", "pos", "token", "words", "bias_z", "matches"]
     assert "Patterns" in rep["patterns"]._repr_html_()
@@ -346,7 +358,7 @@ def test_notebook_html_is_scoped_and_two_reports_do_not_collide(model):
     rules = [r.split("{")[0] for r in css.replace("}", "}\n").splitlines() if "{" in r]
     assert rules and all(part.strip().startswith(".mg2r") for sel in rules for part in sel.split(","))
     ids_a, ids_b = set(re.findall(r'id="([^"]+)"', a)), set(re.findall(r'id="([^"]+)"', b))
-    assert len(ids_a) == 13 and not ids_a & ids_b
+    assert len(ids_a) == 2 * (13 + 2) and not ids_a & ids_b               # a radio and a panel per tab (2 script tabs)
 
 
 def test_failed_write_leaves_previous_report_and_no_debris(model, tmp_path, monkeypatch):
@@ -395,7 +407,11 @@ def test_analyze_cli_prints_the_essays_tokens_and_printout(tiny_dir, model, tmp_
     from analysis.cli import main
     assert model.encode(ESSAY_TEXT).tolist() == ESSAY_IDS                # BOS once, " The" keeps its space
     assert main(["analyze", ESSAY_TEXT, "--model", str(tiny_dir), "--out", str(tmp_path / "r"), "-k", "3"]) == 0
-    out = capsys.readouterr().out.splitlines()
+    captured = capsys.readouterr()
+    out = captured.out.splitlines()
+    assert out[:2] == ["RANDOM WEIGHTS (made by make-checkpoint): the words mean nothing.", ""]   # tiny_dir is random
+    assert captured.err.splitlines()[-1] == "minigpt2: note: RANDOM WEIGHTS (made by make-checkpoint): the words mean nothing"
+    out = out[2:]
     assert out[:10] == ["Input tokens:", "<|endoftext|>", " The", " baseball", " player", " hit", " a", " home",
                         " run", ""]
     assert out[10] == "Predicted tokens (inside the vertical bars):"
@@ -647,20 +663,25 @@ def test_notebook_reprs_are_short(report):
         report["neurons"].where(head=3)
 
 
-def test_selected_heads_and_neurons(model, tmp_path):
+def test_selected_heads_and_neurons(model, tmp_path, words):
     rep = analyze(model, PROMPT, k=3, progress=False, heads=[(1, 2)], neurons=[(0, 7)])
     assert list(rep.tables)[0] == "selected"
     t = rep["selected"]
-    tr = model.run(model.encode(PROMPT))
+    p, tr = model.params, model.run(model.encode(PROMPT))
     r = dict(zip(t.columns, t.rows[3]))
     assert (r["layer"], r["head"], r["pos"]) == (1, 2, 3)
-    assert r["attention received"] == pytest.approx(float(tr.attn[1, 2, 3:, 3].mean()))
-    assert r["pattern words"] == row(rep["patterns"], layer=1, head=2, pos=3)["words"]
+    assert r["attention received"] == pytest.approx(float(tr.attn[1, 2, 4:, 3].mean()))    # later queries
+    assert dict(zip(t.columns, t.rows[7]))["attention received"] is None                     # none after it
+    space = ln64(p.W_E[words], p.ln1_w[1], p.ln1_b[1])
+    assert r["pattern words"] == expected_cell(model, brute_ids(tr.patterns[1, 2, 3], space, words, 3))
+    unembed = p.W_E[words].astype(np.float64) * p.lnf_w
+    assert r["message words"] == expected_cell(model, brute_ids(tr.messages[1, 2, 3], unembed, words, 3))
     n = dict(zip(t.columns, t.rows[-1]))
-    assert (n["layer"], n["neuron"]) == (0, 7) and n["output words"] == row(rep["neurons"], layer=0, neuron=7)["output words"]
+    assert (n["layer"], n["neuron"]) == (0, 7)
+    assert n["output words"] == expected_cell(model, brute_ids(p.W_out[0, 7], unembed, words, 3))
     out = rep.write(tmp_path / "r")
     assert (out / "selected.csv").is_file()
-    with pytest.raises(minigpt2.InputError, match="no head 9-0"):
+    with pytest.raises(minigpt2.InputError, match=r"head 9-0: layer 9 is outside 0\.\.1"):
         analyze(model, PROMPT, k=3, progress=False, heads=[(9, 0)])
 
 

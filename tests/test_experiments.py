@@ -4,8 +4,8 @@ import pytest
 
 import minigpt2
 from analysis.cli import main
-from analysis.views.experiments import (direct_effects, find_token, parse_head, position_scores, signature,
-                                  total_effects_table)
+from analysis.views.effects import direct_effects, total_effects_table
+from analysis.views.experiments import find_token, parse_head, position_scores, signature
 from minigpt2 import Edit
 
 from .conftest import FIXTURES, _ln, random_model, tiny_config
@@ -39,13 +39,17 @@ def test_resumed_edited_pass_equals_the_full_edited_run(model):
 def test_total_and_direct_effects_against_independent_runs(model):
     tr = model.run(IDS)
     t = total_effects_table(model, tr, model.token_strings(IDS), n_neurons=5)
-    assert len(t) == 3 * 4 + 5
+    assert len(t) == 3 * 4 + 3 * 80                                     # every head and every neuron
     cols = t.columns
     clean = logp(tr.logits, IDS)
+    nxt = IDS[1:]
     for l, h in [(0, 1), (2, 3)]:
         r = dict(zip(cols, next(r for r in t.rows if r[0] == f"L{l} H{h}")))
         ablated = model.run(IDS, edits=[Edit.head(l, h, 0.0)]).logits
         assert r["total effect (log-prob)"] == pytest.approx((clean - logp(ablated, IDS)).sum(), abs=1e-4)
+        t_ = np.arange(len(nxt))                                        # the logit drop: clean minus ablated
+        want = (tr.logits[t_, nxt].astype(np.float64) - ablated[t_, nxt]).sum()
+        assert r["total effect (logit)"] == pytest.approx(want, abs=1e-4)
         # direct effect from the decomposition: the head's rows, through ln_f, on each actual next token
         want = 0.0
         for pos in range(len(IDS) - 1):
@@ -57,12 +61,47 @@ def test_total_and_direct_effects_against_independent_runs(model):
             want += ((c - c.mean()) / std) @ (model.params.lnf_w * model.params.W_E[IDS[pos + 1]])
         assert r["direct effect (logit)"] == pytest.approx(want, abs=1e-4)
     key = cols.index("total effect (log-prob)")
-    assert [abs(r[key]) for r in t.rows] == sorted((abs(r[key]) for r in t.rows), reverse=True)
+    exact = [abs(r[key]) for r in t.rows if r[key] is not None]
+    assert exact == sorted(exact, reverse=True) and len(exact) == 12 + 5
     n = direct_effects(model, tr)["neuron"]
     pos_sum = sum(tr.mlp_acts[1, t_, 3] * ((model.params.W_out[1, 3] - model.params.W_out[1, 3].mean())
                                            / np.sqrt(tr.resid_pre[3, t_].astype(np.float64).var() + 1e-5))
                   @ (model.params.lnf_w * model.params.W_E[IDS[t_ + 1]]) for t_ in range(len(IDS) - 1))
     assert n[1, 3] == pytest.approx(pos_sum, abs=1e-4)
+
+
+def fd_attribution(model, ids, edit, eps=1e-2):
+    """d (sum of the next tokens' log-probs) / d scale at 1, by a central difference of two edited runs."""
+    up, down = (logp(model.logits(ids, edits=[edit(1 + s)]), ids).sum() for s in (eps, -eps))
+    return (up - down) / (2 * eps)
+
+
+def test_attribution_column_and_the_exact_neurons_against_finite_differences(model):
+    """Every component's attribution is a finite difference of its scale; the neurons ablated exactly are those
+    of largest |attribution| (not the weakest, nor the old activation x norm pick)."""
+    tr = model.run(IDS)
+    t = total_effects_table(model, tr, model.token_strings(IDS), n_neurons=5)
+    rows = {r[0]: dict(zip(t.columns, r)) for r in t.rows}
+    fd_n = np.array([[fd_attribution(model, IDS, lambda s, l=l, n=n: Edit.neuron(l, n, s)) for n in range(80)]
+                     for l in range(3)])
+    fd_h = np.array([[fd_attribution(model, IDS, lambda s, l=l, h=h: Edit.head(l, h, s)) for h in range(4)]
+                     for l in range(3)])
+    got_n = np.array([[rows[f"L{l} N{n}"]["attribution (log-prob)"] for n in range(80)] for l in range(3)])
+    got_h = np.array([[rows[f"L{l} H{h}"]["attribution (log-prob)"] for h in range(4)] for l in range(3)])
+    np.testing.assert_allclose(got_n, fd_n, atol=2e-3, rtol=1e-2)
+    np.testing.assert_allclose(got_h, fd_h, atol=2e-3, rtol=1e-2)
+    exact = {(r["layer"], r["neuron"]) for r in rows.values()
+             if r["kind"] == "neuron" and r["total effect (log-prob)"] is not None}
+    assert len(exact) == 5
+    size = np.abs(fd_n)
+    chosen = min(size[l, n] for l, n in exact)
+    others = max(size[l, n] for l in range(3) for n in range(80) if (l, n) not in exact)
+    assert chosen >= others - 2e-3                                       # the strongest five, up to FD noise
+    assert all(r["total effect (log-prob)"] is not None for r in rows.values() if r["kind"] == "head")
+    total = [r for r in t.rows if r[5] is not None]
+    assert t.rows[: len(total)] == total                                 # exact rows first, by |total|
+    r = np.corrcoef([x[5] for x in total], [x[6] for x in total])[0, 1]     # attribution vs total, exact rows
+    assert f"r = {r:.3f}" in t.note
 
 
 def test_position_scores_are_the_attention_of_a_prompt_of_pure_position():
@@ -99,7 +138,7 @@ def test_signature_is_the_cosine_of_message_and_later_patterns(model):
 
 def test_parse_head_and_neuron_errors(model):
     assert parse_head("1-2:3", model.cfg) == (1, 2, 3)
-    with pytest.raises(minigpt2.InputError, match="heads 0..3"):
+    with pytest.raises(minigpt2.InputError, match=r"head 1-9: head 9 is outside 0\.\.3"):
         parse_head("1-9", model.cfg)
     with pytest.raises(minigpt2.InputError, match="write LAYER-HEAD"):
         parse_head("L1H2", model.cfg)

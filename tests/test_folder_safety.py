@@ -164,7 +164,7 @@ WRAPPER = textwrap.dedent("""
         threading.Thread(target=lambda: [a @ a for _ in iter(int, 1)], daemon=True).start()
         print("THREADS", len(os.listdir("/proc/self/task")), flush=True)
     import analysis.report.writer
-    from analysis import tables
+    from analysis.report import table as tables
     from minigpt2.folder import Folder
     if "lock_wait" in opts:
         analysis.report.writer.LOCK_WAIT_S = opts["lock_wait"]
@@ -320,7 +320,7 @@ def test_a_writer_in_another_pid_namespace_keeps_its_temporaries_and_its_lock(tm
 
 
 def test_a_killed_cache_writers_temporary_is_swept_on_load_and_a_live_ones_kept(tmp_path):
-    from analysis import diskcache
+    from analysis.search import diskcache
     from minigpt2.atomic import TMP_MARK
     folder = tmp_path / "cache"
     folder.mkdir()

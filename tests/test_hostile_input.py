@@ -401,9 +401,9 @@ API_BAD = [   # (case, call(model), error type, message)
     ("analyze: heads=[(0, 1, 2)]", lambda m: analyze(m, "ab", heads=[(0, 1, 2)]), minigpt2.InputError,
      "each item must be a"),
     ("analyze: head out of range", lambda m: analyze(m, "ab", heads=[(0, 4)]), minigpt2.InputError,
-     r"no head 0-4: layers 0\.\.2, heads 0\.\.3"),
+     r"head 0-4: head 4 is outside 0\.\.3"),
     ("analyze: neurons=[(2, 80)]", lambda m: analyze(m, "ab", neurons=[(2, 80)]), minigpt2.InputError,
-     r"no neuron 2-80: layers 0\.\.2, neurons 0\.\.79"),
+     r"neuron 2-80: neuron 80 is outside 0\.\.79"),
     ("analyze: neurons=(1, 2)", lambda m: analyze(m, "ab", neurons=(1, 2)), minigpt2.InputError,
      r"neurons: each item must be a \(layer, neuron\) pair of integers, got 1"),
     ("analyze: k=True", lambda m: analyze(m, "ab", k=True), minigpt2.InputError, "k must be an integer"),
@@ -548,7 +548,7 @@ def test_a_malformed_hash_does_not_break_the_page(tiny, tmp_path):
                 "var s=document.querySelector('[data-chooser]');"
                 "return [!s.closest('p').hidden, [].slice.call(s.closest('.mg2').querySelectorAll('tbody tr'))"
                 ".filter(function(t){return t.dataset.off==='0'}).length,"
-                "document.querySelector('.tabs>input:checked').id]")
+                "document.querySelector('.mg2r>input:checked').id]")
             assert chooser_on and shown > 0, h                 # the script ran to its end
             assert tab == ("streams" if h == "#streams" else "patterns"), h
     finally:

@@ -558,6 +558,7 @@ def test_a_failed_write_keeps_an_earlier_empty_manifest(tmp_path, model_dir, cap
 
 INTERRUPT = textwrap.dedent("""
     import os, signal, sys
+    signal.signal(signal.SIGINT, signal.default_int_handler)   # a background pytest hands SIGINT down ignored
     from analysis.views import tables
     from analysis.search import diskcache
     sig = getattr(signal, sys.argv[1])

@@ -78,13 +78,11 @@ def _prompt(text: str, what: str = "the prompt") -> str:
 RANDOM_NOTE = "minigpt2: note: RANDOM WEIGHTS (made by make-checkpoint): the words mean nothing"
 
 
-def load_model(source):
-    """minigpt2.load, saying on stderr when the checkpoint's weights are random (config.json marks them)."""
-    import sys
-
+def load_model(args):
+    """minigpt2.load(args.model), noting in args when the checkpoint's weights are random (config.json marks
+    them): main() then says so on stderr once the command has succeeded (an error stays one line)."""
     from minigpt2 import load
 
-    model = load(source)
-    if model.cfg.random_weights:
-        print(RANDOM_NOTE, file=sys.stderr)
+    model = load(args.model)
+    args.random_weights = model.cfg.random_weights
     return model

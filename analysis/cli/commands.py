@@ -17,13 +17,14 @@ import sys
 from minigpt2.errors import Error, InputError
 
 from ..search.matches import DEFAULT_BIAS_THRESHOLD
-from .args import _nonneg, _positive, _prompt, _show, _threshold, load_model, printable
+from .args import RANDOM_NOTE, _nonneg, _positive, _prompt, _show, _threshold, load_model, printable
 from .experiments import add_experiment_parsers
+from .grad import add_grad_parsers, first_vector_arg, load_first_vector
 
 
 def cmd_generate(args) -> int:
     prompt = _prompt(args.prompt)
-    model = load_model(args.model)
+    model = load_model(args)
     ids = model.encode(prompt, bos=not args.no_bos)
     out = model.generate(ids, args.n)
     start = 1 if not args.no_bos else 0
@@ -58,7 +59,7 @@ def cmd_analyze(args) -> int:
 
     text = _prompt(args.text)
     check_out(args.out, force=args.force)          # before any computation: a bad --out costs nothing
-    model = load_model(args.model)
+    model = load_model(args)
     heads = []
     for h in _listed(args.heads):
         l, h_, src = parse_head(h, model.cfg)
@@ -66,9 +67,11 @@ def cmd_analyze(args) -> int:
             raise InputError(f"--heads takes LAYER-HEAD (e.g. 0-1), got {h!r}")
         heads.append((l, h_))
     neurons = [parse_neuron(n, model.cfg) for n in _listed(args.neurons)]
+    first = None if args.first_vector is None else load_first_vector(args.first_vector, model.cfg.d_model)
     report = analyze(model, text, k=args.k, metric=args.metric, bias_threshold=args.bias_threshold,
                      position=args.position, bos=not args.no_bos, use_cache=not args.no_cache,
-                     progress=True, effects=args.effects, heads=heads, neurons=neurons)   # bars where watched
+                     progress=True, effects=args.effects, heads=heads, neurons=neurons,   # bars where watched
+                     first_vector=first)
     out = report.write(args.out, force=args.force, progress=True)
     print("\n".join(_show(line) for line in summary_lines(report, out)))
     return 0
@@ -116,10 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--neurons", action="append", default=[], metavar="L-N[,L-N...]",
                    help="neurons for the 'selected' tab and selected.csv, e.g. 2-666,2-1825")
     a.add_argument("--effects", action="store_true",
-                   help="add the total-effects tab: every head and the top 256 neurons ablated one at a time")
+                   help="add the total-effects tab: every head and neuron's attribution (one backward pass), and the "
+                        "exact effect of ablating every head and the 256 neurons of largest |attribution|")
+    first_vector_arg(a)
     a.set_defaults(func=cmd_analyze)
 
     add_experiment_parsers(sub)
+    add_grad_parsers(sub)
 
     g = sub.add_parser("generate", help="greedy text generation")
     g.add_argument("prompt")
@@ -159,7 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        return args.func(args)
+        rc = args.func(args)
+        if getattr(args, "random_weights", False):
+            print(RANDOM_NOTE, file=sys.stderr)
+        return rc
     except KeyboardInterrupt:
         print("minigpt2: interrupted", file=sys.stderr)
         return 130

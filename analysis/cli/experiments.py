@@ -6,6 +6,7 @@ import numpy as np
 from minigpt2.errors import InputError, check_text
 
 from .args import _finite, _positive, _prompt, _show, load_model
+from .grad import first_vector_arg, load_first_vector
 
 
 def _edits(args, cfg):
@@ -23,10 +24,12 @@ def _edits(args, cfg):
 
 
 def cmd_ablate(args) -> int:
-    from ..views.experiments import ablation_table, log_softmax
+    from minigpt2.layers import log_softmax
+
+    from ..views.experiments import ablation_table
 
     text = _prompt(args.text)
-    model = load_model(args.model)
+    model = load_model(args)
     ids = model.encode(text, bos=not args.no_bos)
     edits = _edits(args, model.cfg)
     tokens = model.token_strings(ids)
@@ -58,7 +61,7 @@ def cmd_signature(args) -> int:
 
     text = _prompt(args.text)
     check_text(args.token, "--token")                  # before the model loads: a bad byte is named as such
-    model = load_model(args.model)
+    model = load_model(args)
     ids = model.encode(text, bos=not args.no_bos)
     l, h, src = parse_head(args.head, model.cfg)
     if src is not None:
@@ -79,6 +82,8 @@ def cmd_signature(args) -> int:
 
 
 def cmd_compare(args) -> int:
+    from minigpt2 import Edit
+
     from ..views.experiments import first_token_ids, variant
 
     n = len(args.texts)                                # every prompt is checked before the model loads
@@ -87,13 +92,20 @@ def cmd_compare(args) -> int:
         check_text(f, "--first")
     if n > 1 and args.first:
         raise InputError("--first compares one prompt under several first tokens; give one TEXT with it")
-    model = load_model(args.model)
+    if args.first_vector is not None and (n > 1 or args.first):
+        raise InputError("--first-vector adds one line to the comparison of one prompt's first tokens: give one "
+                         "TEXT, and --first or not")
+    model = load_model(args)
     if len(texts) == 1:
         firsts = args.first or ["<|endoftext|>", "none"]
         variants = []
         for f in firsts:
             ids = first_token_ids(model, f) + model.encode(texts[0], bos=False).tolist()
             variants.append(variant(model, "first " + ("nothing" if f == "none" else repr(f)), ids))
+        if args.first_vector is not None:
+            v = load_first_vector(args.first_vector, model.cfg.d_model)
+            ids = [model.cfg.bos_token_id] + model.encode(texts[0], bos=False).tolist()
+            variants.append(variant(model, f"first vector {args.first_vector}", ids, edits=[Edit.resid(0, 0, v)]))
     else:
         variants = [variant(model, repr(t), model.encode(t, bos=not args.no_bos)) for t in texts]
     for v in variants:
@@ -136,4 +148,5 @@ def add_experiment_parsers(sub) -> None:
                         '(default: <|endoftext|> and none)')
     v.add_argument("--model", default="gpt2", help="hub id or local directory (default: gpt2)")
     v.add_argument("--no-bos", action="store_true", help="several prompts: do not prepend <|endoftext|>")
+    first_vector_arg(v)
     v.set_defaults(func=cmd_compare)

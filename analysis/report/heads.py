@@ -38,11 +38,11 @@ def _attention_on_0(tables: dict) -> dict[tuple[int, int], float]:
 
 
 def _caption(l: int, h: int, on0: dict, bias0: dict) -> str:
-    parts = [f"<b>Head {l}-{h}</b> (L{l} H{h})"]
+    parts = [f"<strong>Head {l}-{h}</strong> (L{l} H{h})"]
     if (l, h) in on0:
-        parts.append(f"attention on position 0: <b>{on0[l, h]:.2f}</b> (mean over the queries after it)")
+        parts.append(f"attention on position 0: <strong>{on0[l, h]:.2f}</strong> (mean over the queries after it)")
     if l == 0 and h in bias0:
-        parts.append(f"position-0 bias: <b>{bias0[h]:.2f}</b> (the same, from the position embeddings alone)")
+        parts.append(f"position-0 bias: <strong>{bias0[h]:.2f}</strong> (the same, from the position embeddings alone)")
     return " · ".join(parts)
 
 

@@ -49,8 +49,8 @@ CSS = """
 .mg2r figure.head{margin:0 0 14px}.mg2r figure.head figcaption{font-weight:400;font-size:13px;margin:2px 0 4px}
 .mg2r table.hv td,.mg2r table.hv th{padding:2px 4px}
 .mg2r table.hv .s0{width:auto;min-width:92px;max-width:130px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
-.mg2r table.hv .pw{width:250px;min-width:250px;max-width:250px;white-space:normal}
-.mg2r table.hv th[data-pos]{width:34px;min-width:34px;max-width:34px;height:92px;vertical-align:bottom;padding:2px 0}
+.mg2r table.hv .pw{width:236px;min-width:236px;max-width:236px;white-space:normal}
+.mg2r table.hv th[data-pos]{width:32px;min-width:32px;max-width:32px;height:92px;vertical-align:bottom;padding:2px 0}
 .mg2r table.hv th[data-pos] span{writing-mode:vertical-rl;transform:rotate(180deg);display:inline-block;max-height:88px;
   overflow:hidden;white-space:nowrap;font-weight:400;margin:0 auto}
 .mg2r table.hv th.sm{width:52px;white-space:normal;vertical-align:bottom;font-weight:400}
@@ -63,5 +63,5 @@ CSS = """
 
 def tab_css(ids: list[str]) -> str:
     """Each tab's rules: its panel shows, and its label is marked, while its radio button is checked."""
-    return "".join(f"#{i}:checked~.bar label[for={i}]{{border-bottom-color:#1f3b57;font-weight:600;background:#fff}}"
-                   f"#{i}:checked~.panels>#p-{i}{{display:block}}\n" for i in ids)
+    return "".join(f".mg2r>#{i}:checked~.bar label[for={i}]{{border-bottom-color:#1f3b57;font-weight:600;"
+                   f"background:#fff}}.mg2r>#{i}:checked~.panels>#p-{i}{{display:block}}\n" for i in ids)

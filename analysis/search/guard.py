@@ -8,7 +8,7 @@ import numbers
 
 import numpy as np
 
-from minigpt2.errors import InputError, NumericError
+from minigpt2.errors import InputError, NumericError, check_index
 
 
 def check_model(model) -> None:
@@ -45,9 +45,7 @@ def check_pairs(pairs, what: str, unit: str, n_layers: int, n_units: int) -> lis
             raise InputError(f"{what}: each item must be a (layer, {unit}) pair of integers, got {p!r}")
         l = check_int(p[0], f"{what}: the layer of {tuple(p)!r}")
         u = check_int(p[1], f"{what}: the {unit} of {tuple(p)!r}")
-        if not (0 <= l < n_layers and 0 <= u < n_units):
-            raise InputError(f"no {unit} {l}-{u}: layers 0..{n_layers - 1}, {unit}s 0..{n_units - 1}")
-        out.append((l, u))
+        out.append((check_index(l, n_layers, f"{unit} {l}-{u}: layer"), check_index(u, n_units, f"{unit} {l}-{u}: {unit}")))
     return list(dict.fromkeys(out))
 
 

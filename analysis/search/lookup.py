@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import weakref
 
-import numpy as np
 
 from minigpt2.errors import InputError
 

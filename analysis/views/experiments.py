@@ -1,6 +1,6 @@
-"""The experiments the essay proposes: ablations and total effects, position-0 bias, context signatures,
-and what sits at position 0. Each returns Tables (or plain arrays) that the page, the CSVs and the
-command line share.
+"""The experiments the essay proposes: ablations, position-0 bias, context signatures, and what sits at
+position 0 (total effects and attribution: effects.py). Each returns Tables (or plain arrays) that the page,
+the CSVs and the command line share.
 """
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from minigpt2 import Edit
-from minigpt2.errors import InputError
-from minigpt2.layers import inv_std, layer_norm
+from minigpt2.errors import InputError, check_index
+from minigpt2.layers import causal_softmax, layer_norm, log_softmax
 
 from ..report.table import Table
 
@@ -26,10 +25,8 @@ def parse_head(text: str, cfg) -> tuple[int, int, int | None]:
     m = _HEAD.match(text.strip())
     if not m:
         raise InputError(f"head {text!r}: write LAYER-HEAD, e.g. 5-10, or LAYER-HEAD:SOURCE, e.g. 5-10:3")
-    l, h = int(m.group(1)), int(m.group(2))
-    if not (l < cfg.n_layers and h < cfg.n_heads):
-        raise InputError(f"head {text!r}: layers are 0..{cfg.n_layers - 1}, heads 0..{cfg.n_heads - 1}")
-    return l, h, None if m.group(3) is None else int(m.group(3))
+    l, h = check_index(int(m.group(1)), cfg.n_layers, f"head {text}: layer"), int(m.group(2))
+    return l, check_index(h, cfg.n_heads, f"head {text}: head"), None if m.group(3) is None else int(m.group(3))
 
 
 def parse_neuron(text: str, cfg) -> tuple[int, int]:
@@ -37,16 +34,8 @@ def parse_neuron(text: str, cfg) -> tuple[int, int]:
     m = _NEURON.match(text.strip())
     if not m:
         raise InputError(f"neuron {text!r}: write LAYER-NEURON, e.g. 2-666")
-    l, n = int(m.group(1)), int(m.group(2))
-    if not (l < cfg.n_layers and n < cfg.d_mlp):
-        raise InputError(f"neuron {text!r}: layers are 0..{cfg.n_layers - 1}, neurons 0..{cfg.d_mlp - 1}")
-    return l, n
-
-
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    x = logits.astype(np.float64)
-    x = x - x.max(axis=-1, keepdims=True)
-    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+    l = check_index(int(m.group(1)), cfg.n_layers, f"neuron {text}: layer")
+    return l, check_index(int(m.group(2)), cfg.d_mlp, f"neuron {text}: neuron")
 
 
 # -- 1. interventions ---------------------------------------------------------------------------
@@ -74,69 +63,6 @@ def ablation_table(model, ids, edits, tokens: list[str], top: int = 5, logits: t
                  "log-probability of the actual next token, and the largest logit changes at each position.")
 
 
-def total_effects_table(model, trace, tokens: list[str], n_neurons: int = 256, progress: bool = False) -> Table:
-    """Heads and neurons ranked by their total effect: how much the correct next tokens' log-probability
-    (summed over the prompt) drops when each one alone is ablated (scale 0), set beside the direct effect.
-
-    Every head is ablated; of the neurons, the n_neurons with the largest max |activation| x ||W_out row||
-    (the neurons tab's order), since ablating all of them would be L x m forward passes. Each ablated pass
-    resumes at the component's own layer from the clean residual, so it costs only the layers after it.
-    """
-    from minigpt2.progress import steps
-
-    ids, p, cfg = trace.ids, model.params, model.cfg
-    T = len(ids)
-    if T < 2:
-        raise InputError("total effects need at least 2 tokens (a next token to predict)")
-    L, H, m = cfg.n_layers, cfg.n_heads, cfg.d_mlp
-    nxt, t_ = ids[1:], np.arange(T - 1)
-    clean_lp = log_softmax(trace.logits)[t_, nxt]                                # [T-1]
-    clean_logit = trace.logits[t_, nxt].astype(np.float64)
-    acts = trace.mlp_acts                                                        # [L, T, m]
-    effect = np.maximum(acts.max(axis=1), -acts.min(axis=1)) * np.linalg.norm(p.W_out, axis=2)  # [L, m]
-    top = np.argsort(-effect.reshape(-1), kind="stable")[: min(n_neurons, L * m)]
-    jobs = [("head", l, h) for l in range(L) for h in range(H)]
-    jobs += [("neuron", int(f // m), int(f % m)) for f in top]
-    direct = direct_effects(model, trace)
-    rows = []
-    for kind, l, i in steps(jobs, "total effects", "ablation", progress):   # an estimate, then lines
-        edit = Edit.head(l, i, 0.0) if kind == "head" else Edit.neuron(l, i, 0.0)
-        logits = model.logits(ids, edits=[edit], start=l, resid=trace.resid_pre[l])
-        lp = log_softmax(logits)[t_, nxt]
-        rows.append([f"L{l} H{i}" if kind == "head" else f"L{l} N{i}", kind, l, i if kind == "head" else None,
-                     i if kind == "neuron" else None, float((clean_lp - lp).sum()),
-                     float((clean_logit - logits[t_, nxt]).sum()), float(direct[kind][l, i])])
-    columns = ["component", "kind", "layer", "head", "neuron", "total effect (log-prob)", "total effect (logit)",
-               "direct effect (logit)"]
-    key = columns.index("total effect (log-prob)")
-    rows.sort(key=lambda r: -abs(r[key]))
-    return Table("effects", "Total effects", columns, rows,
-                 f"Each head, and the {len(top)} neurons with the largest max |activation| x ||W_out||, ablated "
-                 "alone (scale 0): how much the log-probability of the actual next tokens drops, summed over "
-                 "the prompt (positive: the component helps predict the text), and the same in logits beside "
-                 "its direct effect (its own write into the residual, read through ln_f, summed likewise). "
-                 "Total minus direct is what the component does through later layers.")
-
-
-def direct_effects(model, trace) -> dict[str, np.ndarray]:
-    """Direct effect on the actual next token's logit, summed over the prompt: {"head": [L, H], "neuron": [L, m]}.
-
-    The contribution c at position t moves that logit by ((c - mean c) / std_t) . (lnf_w * W_E[next_t]).
-    """
-    p, cfg = model.params, model.cfg
-    ids, T = trace.ids, trace.n_tokens
-    direction = p.lnf_w * p.W_E[ids[1:]]                                          # [T-1, D]
-    direction = direction - direction.mean(axis=1, keepdims=True)                 # centring, moved onto the direction
-    scale = inv_std(trace.resid_pre[-1, : T - 1], cfg.layer_norm_eps)[:, 0]       # [T-1]
-    w = direction * scale[:, None]                                                # [T-1, D]
-    from .stream import attended_values, head_effects
-
-    heads = head_effects(attended_values(trace, T - 1), p.W_O, w).sum(axis=-1, dtype=np.float64)   # [L, H]
-    neurons = np.stack([np.einsum("tm,mt->m", trace.mlp_acts[l, : T - 1], p.W_out[l] @ w.T)
-                        for l in range(cfg.n_layers)])                                             # [L, m]
-    return {"head": heads, "neuron": neurons}
-
-
 # -- 2. position-0 bias ------------------------------------------------------------------------
 
 def position_scores(model, T: int) -> np.ndarray:
@@ -150,13 +76,6 @@ def position_scores(model, T: int) -> np.ndarray:
     q = np.einsum("td,hde->hte", x, p.W_Q[0]) + p.b_Q[0][:, None]                # [H, T, e]
     k = np.einsum("td,hde->hte", x, p.W_K[0]) + p.b_K[0][:, None]
     return np.einsum("hte,hse->hts", q, k) / np.float32(np.sqrt(cfg.d_head))
-
-
-def causal_softmax(scores: np.ndarray) -> np.ndarray:
-    T = scores.shape[-1]
-    s = np.where(np.tril(np.ones((T, T), bool)), scores.astype(np.float64), -np.inf)
-    s = np.exp(s - s.max(axis=-1, keepdims=True))
-    return s / s.sum(axis=-1, keepdims=True)
 
 
 def position_tables(model, trace, tokens: list[str]) -> tuple[Table, Table]:
@@ -177,7 +96,7 @@ def position_tables(model, trace, tokens: list[str]) -> tuple[Table, Table]:
                  "head's W_Q and W_K, causal softmax): rows are queries, columns keys. Heads that park on key 0 "
                  "whatever the tokens are do so by position." + long)
     L, H = trace.attn.shape[:2]
-    share = trace.attn[:, :, 1:, 0].mean(axis=2) if T > 1 else np.ones((L, H))   # [L, H]
+    share = trace.attention_on_0()                                              # [L, H]
     rows = [[l] + share[l].tolist() for l in range(L)]
     on0 = Table("attention_on_0", "Attention on position 0", ["layer"] + [f"head {h}" for h in range(H)], rows,
                 "For this prompt: each head's mean attention, over the queries after position 0, on position 0. "
@@ -221,27 +140,23 @@ class Variant:
     bos_neurons: list[tuple[str, float]]  # the strongest BOS neurons: ("L2 N666", activation at 0)
 
 
-def variant(model, label: str, ids, top: int = 5) -> Variant:
-    from .tables import BOS_RATIO
+def variant(model, label: str, ids, top: int = 5, edits=()) -> Variant:
+    """One line of compare: predictions, score, the largest direct effects on the last prediction and the
+    strongest BOS neurons of ids, run with edits (e.g. a tuned first vector, Edit.resid(0, 0, v))."""
+    from .tables import bos_neurons
 
-    trace = model.run(ids)
+    trace = model.run(ids, edits)
     pred = trace.predicted
     T = trace.n_tokens
-    d = trace.decompose(trace.n_layers, T - 1)
-    p, cfg = model.params, model.cfg
-    w = p.lnf_w * p.W_E[int(pred[-1])]
-    eff = ((d.vectors - d.vectors.mean(axis=1, keepdims=True)) @ w) * inv_std(trace.resid_pre[-1, T - 1],
-                                                                               cfg.layer_norm_eps)[0]
+    c = trace.contributions(trace.n_layers, T - 1, [int(pred[-1])])           # the rows' direct effects
+    eff = c.effects[:, 0]
     order = np.argsort(-np.abs(eff), kind="stable")[:top]
-    labels = d.labels
-    acts = trace.mlp_acts
-    first = acts[:, 0, :]
-    rest = np.abs(acts[:, 1:, :]).max(axis=1) if T > 1 else np.zeros_like(first)
-    chosen = sorted(np.argwhere((first > 0) & (rest <= BOS_RATIO * first)).tolist(), key=lambda x: -first[x[0], x[1]])
-    return Variant(label, trace.ids, model.token_strings(trace.ids), model.token_strings(pred),
-                   int((pred[:-1] == trace.ids[1:]).sum()), T - 1,
+    labels = c.labels
+    first = trace.mlp_acts[:, 0, :]
+    correct, total = trace.prediction_score()
+    return Variant(label, trace.ids, model.token_strings(trace.ids), model.token_strings(pred), correct, total,
                    [(labels[i], float(eff[i])) for i in order],
-                   [(f"L{l} N{n}", float(first[l, n])) for l, n in chosen[:top]])
+                   [(f"L{l} N{n}", float(first[l, n])) for l, n in bos_neurons(trace.mlp_acts)[:top]])
 
 
 def first_token_ids(model, first: str) -> list[int]:

@@ -8,18 +8,21 @@ from pathlib import Path
 
 import numpy as np
 
+from minigpt2 import Edit
 from minigpt2.errors import InputError, check_text
 from minigpt2.forward import check_ids
 
 from ..report.page import report_html, write_report
 from ..report.table import Table
-from ..search.guard import check_flag, check_int, check_model, check_pairs, check_range, recorded, weights
+from ..search.guard import (check_flag, check_int, check_model, check_pairs, check_range, check_vector, recorded,
+                            weights)
 from ..search.knn import check_metric
 from ..search.matches import DEFAULT_BIAS_THRESHOLD
 from ..search.neurons import neuron_meanings
 from ..search.spaces import build_vocab, clip, show_token
 from . import cards as cd
 from . import context as cx
+from . import effects as ef
 from . import experiments as ex
 from . import stream as st
 from . import tables as tb
@@ -110,12 +113,15 @@ def _as_ids(model, text, ids, bos: bool):
 def analyze(model, text=None, ids=None, k: int = 10, metric: str = "cosine",
             bias_threshold: float = DEFAULT_BIAS_THRESHOLD, position: int = -1, bos: bool = True,
             use_cache: bool = True, progress: bool = True, effects: bool = False,
-            heads: list[tuple[int, int]] = (), neurons: list[tuple[int, int]] = ()) -> Report:
+            heads: list[tuple[int, int]] = (), neurons: list[tuple[int, int]] = (), first_vector=None) -> Report:
     """Run the model on a prompt and build every table of the essay.
 
     text: the prompt (a str, encoded with BOS first unless bos=False), or token ids; ids: token ids.
     heads, neurons: (layer, head) and (layer, neuron) pairs for the "selected" tab, opened first.
-    effects: also rank heads and neurons by total effect (each ablated alone; many forward passes).
+    first_vector: a [d_model] vector that replaces position 0's input (W_E[<|endoftext|>] + W_pos[0]; the
+        prompt must start with <|endoftext|>), e.g. tune-bos's bos.npy: the run is Edit.resid(0, 0, v).
+    effects: also rank heads and neurons by total effect (each head and the 256 neurons of largest
+        |attribution| ablated alone; many forward passes) beside every one's attribution (one backward pass).
     """
     check_model(model)                                   # every argument first, before any work
     check_metric(metric)
@@ -143,7 +149,13 @@ def analyze(model, text=None, ids=None, k: int = 10, metric: str = "cosine",
         raise InputError(f"position {position} is outside the prompt's {len(ids)} tokens")
     if effects and len(ids) < 2:
         raise InputError("effects (--effects) need at least 2 tokens, a next token to predict: give a longer prompt")
-    trace = model.run(ids)
+    edits = []
+    if first_vector is not None:
+        if ids[0] != cfg.bos_token_id:
+            raise InputError("first_vector replaces <|endoftext|> at position 0: the prompt must start with it "
+                             "(drop --no-bos)")
+        edits = [Edit.resid(0, 0, check_vector(first_vector, cfg.d_model))]
+    trace = model.run(ids, edits)
     check_range(cfg.d_model, {**weights(model), **recorded(trace)})      # NumericError, not overflow, below
     lap("forward")
     vocab = build_vocab(model, min_words=k, use_cache=use_cache)
@@ -175,15 +187,15 @@ def analyze(model, text=None, ids=None, k: int = 10, metric: str = "cosine",
         out.insert(0, tb.selected_table(ctx, pm, mm, nm, heads, neurons))
     lap("tables")
     if effects:
-        out.append(ex.total_effects_table(model, trace, ctx.tokens, progress=progress))
+        out.append(ef.total_effects_table(model, trace, ctx.tokens, progress=progress))
         lap("total effects")
-    correct, total = tb.prediction_score(trace)
+    correct, total = trace.prediction_score()
     from datetime import date
 
     from minigpt2 import __version__
     settings = {"model": model.source, "metric": metric, "k": k, "bias threshold": bias_threshold,
                 "stream position": position % trace.n_tokens,
-                "BOS": "yes" if trace.ids[0] == model.cfg.bos_token_id else "no",
+                "BOS": ("tuned vector" if edits else "yes") if trace.ids[0] == model.cfg.bos_token_id else "no",
                 "minigpt2": __version__, "date": date.today().isoformat()}
     return Report(text=title, model_source=model.source, tables={t.name: t for t in out}, correct=correct,
                   total=total, decomposition_error=error, words_dropped=vocab.n_dropped, word_filter=vocab.filter,
@@ -214,6 +226,13 @@ def summary_lines(report: Report, out: Path) -> list[str]:
                    "predictions.csv and the page's Predictions tab")
     lines.append(f"It predicts {report.correct} out of {report.total} tokens correctly.")
     lines.append(f"Residual decomposition error: {report.decomposition_error:.2e} (max |sum of rows - residual|)")
+    if "effects" in report.tables:
+        from .effects import correlation
+        t = report["effects"]
+        pairs = [(a, b) for a, b in zip(t.column("total effect (log-prob)"), t.column("attribution (log-prob)"))
+                 if a is not None]
+        lines.append(f"Total effects: attribution vs exact ablation r = {correlation(pairs):.3f} over {len(pairs)} "
+                     f"components ({len(t.rows)} in effects.csv)")
     arrays = "".join(f" and {name}" for name in report.arrays)
     lines.append(f"Report: {out / 'index.html'}  (+ {len(report.tables)} CSV files{arrays} in {out})")
     return lines

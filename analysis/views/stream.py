@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from minigpt2.edits import ResidEdit
-from minigpt2.layers import inv_std
+from minigpt2.decomposition import BLOCK_OF
+from minigpt2.readout import head_effects, ln_final_scale, logit_directions, neuron_effects
 
 from ..report.layout import STREAM_PAGE, scores_column
 from ..report.table import Table
@@ -36,8 +36,8 @@ def stream_table(ctx: Context, pm: Matches, mm: Matches, nm: NeuronMatches, pos:
     norms = d.norm
     # words: messages reuse the message matches (attention >= 0 keeps the direction), neurons the cached
     # output meanings (negative activations read the bottom words), the rest are searched here.
-    other = np.flatnonzero(~np.isin(d.kind, ("message", "neuron")))
-    om = ctx.matches(*ctx.unembed_index.search(_bias_rows(tr, d, other, pos), ctx.k))
+    other = d.single                                                      # embeddings or patch, b_O, b_out
+    om = ctx.matches(*ctx.unembed_index.search(d.single_vectors, ctx.k))
     other_cell = dict(zip(other.tolist(), zip(om.cells.tolist(), om.scored.tolist())))
     labels = d.labels
     shown = [show_token(t) for t in ctx.tokens]                            # once per token, not per message row
@@ -79,23 +79,13 @@ def stream_table(ctx: Context, pm: Matches, mm: Matches, nm: NeuronMatches, pos:
     return Table("stream", "Residual stream", columns, rows, note), rollup, error
 
 
-def _bias_rows(tr, d, rows: np.ndarray, pos: int) -> np.ndarray:
-    """The vectors of the few rows that are neither messages nor neurons: embeddings, biases, a patch."""
-    p = tr.params
-    patch = {e.layer: e.vector for e in tr.edits if isinstance(e, ResidEdit) and e.pos == pos}
-    pick = {"tok_embed": lambda l: p.W_E[tr.ids[pos]], "pos_embed": lambda l: p.W_pos[pos],
-            "b_O": lambda l: p.b_O[l], "b_out": lambda l: p.b_out[l], "patch": lambda l: patch[l]}
-    return np.stack([pick[str(d.kind[i])](int(d.layer_of[i])) for i in rows])
-
-
 KIND_NAMES = {"tok_embed": "token embedding", "pos_embed": "position embedding", "message": "messages",
               "neuron": "neurons"}   # as Decomposition.by("kind").labels and the every-position view say
 
 
 def _rollup(d, effect: np.ndarray, effect_next: np.ndarray | None) -> Table:
     """Direct effects summed by kind, by layer and block, and by head (the 20 largest)."""
-    block = np.where(np.isin(d.kind, ("message", "b_O")), "attention",
-                     np.where(np.isin(d.kind, ("neuron", "b_out")), "MLP", "embedding"))
+    block = np.array([BLOCK_OF[k] for k in d.kind.tolist()])               # the core's one map
     nxt = effect_next if effect_next is not None else np.zeros_like(effect)
     rows = []
     for k in dict.fromkeys(d.kind.tolist()):
@@ -103,9 +93,9 @@ def _rollup(d, effect: np.ndarray, effect_next: np.ndarray | None) -> Table:
         rows.append(["kind", KIND_NAMES.get(k, k), float(effect[sel].sum()),
                      float(nxt[sel].sum()) if effect_next is not None else None])
     for l in sorted(set(d.layer_of.tolist()) - {-1}):
-        for b in ("attention", "MLP"):
+        for b, shown in (("attention", "attention"), ("mlp", "MLP")):
             sel = (d.layer_of == l) & (block == b)
-            rows.append(["layer", f"L{l} {b}", float(effect[sel].sum()),
+            rows.append(["layer", f"L{l} {shown}", float(effect[sel].sum()),
                          float(nxt[sel].sum()) if effect_next is not None else None])
     msg = d.kind == "message"
     heads = sorted({(l, h) for l, h in zip(d.layer_of[msg].tolist(), d.head[msg].tolist())})
@@ -123,17 +113,6 @@ def _rollup(d, effect: np.ndarray, effect_next: np.ndarray | None) -> Table:
 STREAM_TOP = 10   # per position, in the all-positions view: the largest heads and neurons (streams.csv)
 
 
-def attended_values(tr, n: int) -> list[np.ndarray]:
-    """Each layer's attention-weighted values at the first n positions, [H, n, e]: a head's output there is
-    this times W_O[h] (its messages, weighted, in the rank-e space: no [H, T, D] array)."""
-    return [tr.attn[l, :, :n] @ tr.values[l] for l in range(tr.n_layers)]
-
-
-def head_effects(Z: list[np.ndarray], W_O: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """[L, H, n] each head's direct effect at each position t along w_t [n, D]: Z[l][h, t] . (W_O[l, h] w_t)."""
-    return np.stack([np.einsum("hte,het->ht", Z[l], W_O[l] @ w.T) for l in range(len(Z))])
-
-
 def _top_neurons(tr, p, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The STREAM_TOP neurons of largest |direct effect| along w [T, D] at every position, over all layers:
     (effects [T, k], ids l m + n [T, k]), largest first, ties to the lower id. A running top, one layer's
@@ -142,7 +121,7 @@ def _top_neurons(tr, p, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     k = min(STREAM_TOP, m)
     top_v, top_i = np.zeros((T, 0), np.float32), np.zeros((T, 0), np.int64)
     for l in range(L):
-        nl = tr.mlp_acts[l] * (w @ p.W_out[l].T)                            # [T, m]: this layer's neurons
+        nl = neuron_effects(tr.mlp_acts[l], p.W_out[l], w)                  # [T, m]: this layer's neurons
         own = select_topk(np.abs(nl), k)[0]                                 # [T, k] by |effect|, ties to lower
         top_v, top_i = _top_by_size(np.concatenate([top_v, np.take_along_axis(nl, own, 1)], 1),
                                     np.concatenate([top_i, own + l * m], 1), STREAM_TOP)
@@ -166,14 +145,13 @@ def streams_table(ctx: Context) -> Table:
     m = cfg.d_mlp
     pred = tr.predicted
     nxt = np.append(tr.ids[1:], pred[-1])                                   # the last position has no next
-    scale = inv_std(tr.resid_pre[L], cfg.layer_norm_eps)[:, 0]              # [T]
-    Z = attended_values(tr, T)
+    scale = ln_final_scale(tr.resid_pre[L], cfg.layer_norm_eps)             # [T]
+    Z = tr.head_outputs()                                                   # L x [H, T, e]
     eff, ws = {}, {}
     for name, tok in (("pred", pred), ("next", nxt)):
-        w = p.lnf_w * p.W_E[tok]                                            # [T, D]
-        w = ws[name] = (w - w.mean(axis=1, keepdims=True)) * scale[:, None] # centring moved onto w
+        w = ws[name] = logit_directions(p, tok, scale)                      # [T, D]
         b_out = p.b_out @ w.T                                               # [L, T]
-        eff[name] = {"embedding": np.einsum("td,td->t", p.W_E[tr.ids] + p.W_pos[:T], w),
+        eff[name] = {"embedding": np.einsum("td,td->t", tr.resid_pre[0], w),      # or a first vector
                      "b_O": p.b_O @ w.T, "b_out": b_out,
                      "heads": head_effects(Z, p.W_O, w),                               # [L, H, T]
                      "neurons": np.einsum("ltd,td->lt", tr.mlp_out, w) - b_out}  # [L, T]: mlp_out is their sum

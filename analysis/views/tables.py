@@ -65,16 +65,13 @@ def attended_table(ctx: Context, pm: Matches, mm: Matches) -> Table:
     """
     tr = ctx.trace
     L, H, T = tr.attn.shape[:3]
-    to_first = tr.attn[:, :, 1:, 0].mean(axis=2) if T > 1 else np.zeros((L, H))   # [L, H]
-    order = np.argsort(to_first.reshape(-1), kind="stable").tolist()
+    order = np.argsort(tr.attention_on_0().reshape(-1), kind="stable").tolist()   # least parked first
     n_heads = max(1, min(L * H, ATTENDED_CELLS // (T * T)))
     rows = []
     for flat in order[:n_heads]:
         l, h = divmod(flat, H)
-        a = tr.attn[l, h].T                                               # [source, query]
-        got_mean = (a.sum(axis=1) / np.arange(T, 0, -1)).tolist()         # over the queries at or after s
-        got_max = a.max(axis=1).tolist()
-        a = a.tolist()
+        got_mean, got_max = received(tr.attn[l, h])
+        a = tr.attn[l, h].T.tolist()                                      # [source][query]
         for s_ in range(T):
             rows.append([l, h, s_, show_token(ctx.tokens[s_]), pm.cell(l, h, s_), mm.cell(l, h, s_), got_mean[s_],
                          got_max[s_]] + [None] * s_ + a[s_][s_:] + [pm.scored[l, h, s_], mm.scored[l, h, s_]])
@@ -91,6 +88,19 @@ def attended_table(ctx: Context, pm: Matches, mm: Matches) -> Table:
                  "passes on), and the attention the later tokens gave it, per query on the right: which "
                  "patterns were matched, which messages picked up. Heads are ordered by how little attention "
                  "they park on position 0, most interesting first." + kept)
+
+
+def received(attn: np.ndarray) -> tuple[list, list]:
+    """The mean and the max attention each source s received from the queries after it, q > s (as the
+    position-0 tab counts: a token's attention to itself, 1 at position 0, is not attention received), from
+    one head's attn [T, T]; None for the last source, which no query follows."""
+    T = attn.shape[0]
+    later = np.tril(np.ones((T, T), bool), -1)                            # [query, source]: q > s
+    got = np.where(later, attn, 0).sum(axis=0)                            # [T] over the later queries
+    n = np.arange(T - 1, -1, -1)                                          # how many queries follow s
+    top = np.where(later, attn, -np.inf).max(axis=0)
+    return ([float(g / k) if k else None for g, k in zip(got.tolist(), n.tolist())],
+            [float(x) if k else None for x, k in zip(top.tolist(), n.tolist())])
 
 
 def attention_grid_table(ctx: Context) -> Table:
@@ -162,15 +172,27 @@ def neuron_arrays(ctx: Context) -> dict[str, np.ndarray]:
 BOS_RATIO = 0.25   # a BOS neuron fires at position 0 at least 1 / BOS_RATIO times as strongly as anywhere else
 
 
+def bos_neurons(acts: np.ndarray) -> list[tuple[int, int]]:
+    """The BOS neurons of activations acts [L, T, m]: positive at position 0 and at least 1 / BOS_RATIO times
+    their largest |activation| anywhere else (like the essay's 2-666), as (layer, neuron), strongest first
+    (ties to the lower layer, then neuron)."""
+    first = acts[:, 0, :]                                                 # [L, m]
+    chosen = np.argwhere((first > 0) & (_elsewhere(acts) <= BOS_RATIO * first)).tolist()
+    return sorted(map(tuple, chosen), key=lambda ln: -first[ln[0], ln[1]])
+
+
+def _elsewhere(acts: np.ndarray) -> np.ndarray:
+    """[L, m] max |activation| after position 0 (0 for a one-token prompt), no [L, T, m] temporary."""
+    if acts.shape[1] == 1:
+        return np.zeros_like(acts[:, 0, :])
+    return np.maximum(acts[:, 1:].max(axis=1), -acts[:, 1:].min(axis=1))
+
+
 def bos_neurons_table(ctx: Context, nm: NeuronMatches, limit: int = 40) -> Table:
     """Neurons that fire strongly at position 0 and weakly everywhere else (like the essay's 2-666)."""
     acts = ctx.trace.mlp_acts                                             # [L, T, m]
-    L, T, m = acts.shape
-    first = acts[:, 0, :]                                                 # [L, m]
-    rest = (np.maximum(acts[:, 1:].max(axis=1), -acts[:, 1:].min(axis=1)) if T > 1     # max |act| after 0,
-            else np.zeros_like(first))                                                  # no [L, T, m] temporary
-    chosen = np.argwhere((first > 0) & (rest <= BOS_RATIO * first))
-    chosen = sorted(chosen.tolist(), key=lambda ln: -first[ln[0], ln[1]])[:limit]
+    first, rest = acts[:, 0, :], _elsewhere(acts)
+    chosen = bos_neurons(acts)[:limit]
     rows = [[l, n, float(first[l, n]), float(rest[l, n]), nm.outputs.cell(l, n), nm.inputs.cell(l, n)]
             + [float(a) for a in acts[l, :, n]] + [nm.outputs.scored[l, n], nm.inputs.scored[l, n]]
             for l, n in chosen]
@@ -221,18 +243,12 @@ def predictions_table(ctx: Context) -> Table:
         elif t >= 40:
             prefix = "".join(ctx.tokens[: t + 1])
         rows.append([t, prefix, s[pred[t]], actual, correct])
-    n_ok, n = prediction_score(ctx.trace)
+    n_ok, n = ctx.trace.prediction_score()
     long = (f" This prompt is long: each prefix shows its last {PREFIX_CHARS} characters."
             if len(ids) > TOKEN_COLUMNS else "")
     return Table("predictions", "Predictions", ["pos", "prefix", "predicted", "actual next", "correct"], rows,
                  f"Greedy next-token prediction after each prefix (green: it is the actual next token). It "
                  f"predicts {n_ok} out of {n} tokens correctly." + long)
-
-
-def prediction_score(trace) -> tuple[int, int]:
-    """(correct, total) greedy next-token predictions over the prompt: the essay's "3 out of 7"."""
-    ids = trace.ids
-    return int((trace.predicted[:-1] == ids[1:]).sum()), len(ids) - 1
 
 
 def selected_table(ctx: Context, pm: Matches, mm: Matches, nm: NeuronMatches,
@@ -244,10 +260,10 @@ def selected_table(ctx: Context, pm: Matches, mm: Matches, nm: NeuronMatches,
     T = tr.n_tokens
     rows = []
     for l, h in heads:
+        got = received(tr.attn[l, h])[0]                                      # from the queries after s
         for s_ in range(T):
-            got = tr.attn[l, h, s_:, s_]                                      # from every query at or after s
             rows.append([l, h, None, s_, show_token(ctx.tokens[s_]), pm.cell(l, h, s_), mm.cell(l, h, s_),
-                         float(got.mean()), None, None] + [None] * s_ + got.tolist()
+                         got[s_], None, None] + [None] * s_ + tr.attn[l, h, s_:, s_].tolist()
                         + [pm.scored[l, h, s_], mm.scored[l, h, s_], None, None])
     for l, n in neurons:
         rows.append([l, None, n, None, None, None, None, None, nm.inputs.cell(l, n), nm.outputs.cell(l, n)]
@@ -258,6 +274,6 @@ def selected_table(ctx: Context, pm: Matches, mm: Matches, nm: NeuronMatches,
                                           "message words", "attention received", "input words", "output words"]
                  + ctx.token_columns() + [scores_column(c) for c in words], rows,
                  "The heads and neurons you selected (--heads, --neurons). A head has one row per token: the "
-                 "pattern the token leaves behind, its message, the mean attention later tokens paid it, and on "
-                 "the right the attention each query (column) gave it. A neuron has its input words (what it "
+                 "pattern the token leaves behind, its message, the mean attention the later tokens paid it, and "
+                 "on the right the attention each query (column) gave it. A neuron has its input words (what it "
                  "looks for), its output words (what it writes) and on the right its activation at each token.")
