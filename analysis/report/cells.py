@@ -25,12 +25,13 @@ def tip_text(scored: tuple) -> str:
     bias z that decides "(high bias)".
 
     A shown cell's words are its text, so its tooltip has only their scores, in the same order (the page's
-    script pairs them on hover); a "(high bias)" cell's tooltip has the hidden words with their scores."""
+    script pairs them on hover); a "(high bias)" cell's tooltip has the hidden words with their scores and the
+    signed bias z that hid them. (The CSVs have every bias z.)"""
     words, scores, bias_z, high_bias = scored
     if high_bias:
         text = ", ".join(f"{w} {x:.3f}" for w, x in zip(words, scores))
         return f"(high bias: mean bias z {bias_z:+.2f}) hidden words: {text}"
-    return f"scores: {' '.join(f'{x:.3f}' for x in scores)} (mean bias z {bias_z:+.2f})"
+    return f"scores: {' '.join(f'{x:.3f}' for x in scores)}"
 
 
 GREEN = (87, 187, 138)

@@ -40,19 +40,20 @@ def _attention_on_0(tables: dict) -> dict[tuple[int, int], float]:
 def _caption(l: int, h: int, on0: dict, bias0: dict) -> str:
     parts = [f"<strong>Head {l}-{h}</strong> (L{l} H{h})"]
     if (l, h) in on0:
-        parts.append(f"attention on position 0: <strong>{on0[l, h]:.2f}</strong> (mean over the queries after it)")
+        parts.append(f"attention on position 0: <strong>{on0[l, h]:.2f}</strong> (mean over later queries)")
     if l == 0 and h in bias0:
         parts.append(f"position-0 bias: <strong>{bias0[h]:.2f}</strong> (the same, from the position embeddings alone)")
     return " · ".join(parts)
 
 
-def heads_html(table, lay: Layout, tables: dict | None) -> str:
-    """Every head of the table (its rows grouped by lay.figures, in the table's order) as a figure."""
+def heads_html(table, lay: Layout, tables: dict | None, chooser: bool = True) -> str:
+    """Every head of the table (its rows grouped by lay.figures, in the table's order) as a figure; chooser:
+    the script shows one at a time (the attended tab), else all (the selected heads)."""
     tables = tables or {}
     cols = table.columns
     li, hi = cols.index("layer"), cols.index("head")
-    si, ti = cols.index("source"), cols.index("token")
-    words = [(cols.index(c), c) for c in ("pattern", "message") if c in cols]
+    si, ti = cols.index("source" if "source" in cols else "pos"), cols.index("token")
+    words = [(cols.index(c), c) for c in ("pattern", "message", "pattern words", "message words") if c in cols]
     shown = set(lay.columns) if lay.columns is not None else set(cols)
     queries = [c for c in token_columns(cols) if c in shown]
     others = [c for c in cols if c in lay.heat and c not in queries]          # the per-source summaries
@@ -69,10 +70,10 @@ def heads_html(table, lay: Layout, tables: dict | None) -> str:
     for (l, h), rs in groups.items():
         body = []
         for r in rs:
-            tds = [f'<td class="s0 tok" data-pos="{r[si]}">{r[si]}:{esc(r[ti])}</td>']    # a page holds
+            tds = [f'<td class=tok data-pos="{r[si]}">{r[si]}:{esc(r[ti])}</td>']    # a page holds
             tds += [f'<td class="{"hb " if r[i] == "(high bias)" else ""}pw">{esc(r[i])}</td>' for i, _ in words]
             tds += ["<td></td>" if r[i] is None else                                  # thousands: short cells
-                    f'<td class="{heat_class(r[i])}">{esc(display(r[i], digits=2))}</td>' for i in oi + qi]
+                    f"<td class={heat_class(r[i])}>{esc(display(r[i], digits=2))}</td>" for i in oi + qi]
             body.append(f'<tr>{"".join(tds)}</tr>')
         figs.append(f'<figure class="head" data-l="{l}" data-h="{h}"><figcaption>{_caption(l, h, on0, bias0)}'
                     f'</figcaption><div class="scroll"><table class="hv"><thead><tr>{head}</tr></thead><tbody>'
@@ -81,9 +82,11 @@ def heads_html(table, lay: Layout, tables: dict | None) -> str:
     more = "" if len(groups) == n_heads else (
         f'<p class="more">The page has {len(groups)} of the {n_heads} heads in {esc(table.name)}.csv (the first, '
         "in its order).</p>")
-    chooser = ('<p class="chooser hvpick" hidden><label>head <select data-headpick>'
+    if not chooser:
+        return f'<div class="heads">{"".join(figs)}</div>{more}'
+    pick = ('<p class="chooser hvpick" hidden><label>head <select data-headpick>'
                + "".join(f'<option value="{l}-{h}">{l}-{h}</option>' for l, h in groups)
                + '</select></label> <button type="button" data-step="-1">◀ previous</button> '
                '<button type="button" data-step="1">next ▶</button> <span class="hint">or type 5-10 in the jump '
                "box; click a source token for its token view</span></p>")
-    return f'{chooser}<div class="heads">{"".join(figs)}</div>{more}'
+    return f'{pick}<div class="heads">{"".join(figs)}</div>{more}'

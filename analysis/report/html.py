@@ -2,6 +2,8 @@
 (analysis.report.layout), with the Scored columns as the tooltips of the cells they belong to."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from ..search.matches import HIGH_BIAS
@@ -163,7 +165,7 @@ def _blocks_html(table, lay: Layout) -> str:
                     tds.append("<td></td>")
                     continue
                 title = f' title="{esc(table.columns[i])}: {v:.3f}"' if titles else ""
-                tds.append(f'<td class="{heat_class(v)}"{title}></td>')
+                tds.append(f"<td class={heat_class(v)}{title}></td>")        # unquoted: thousands of cells
             body.append(f'<tr><th class="q">{esc(r[ri])}</th>{"".join(tds)}</tr>')
         data = "".join(f' data-{k[0]}="{v}"' for k, v in zip(lay.blocks, key) if k in ("layer", "head"))
         parts.append(f'<figure class="blk"{data}><figcaption>{esc(name)}</figcaption><table class="grid">'
@@ -182,7 +184,25 @@ def table_html(table, tables: dict | None = None) -> str:
             + ("<h3>Rows</h3>" if before else "") + f"{_body_html(table, lay, tables)}</div>")
 
 
+def _split_html(table, lay: Layout, tables: dict | None) -> str:
+    """The selection: its heads as head-view figures (all shown), its neurons as a list with heat-mapped
+    activation columns (as the essay's neuron figure)."""
+    hi, ni = table.columns.index("head"), table.columns.index("neuron")
+    heads = replace(table, rows=[r for r in table.rows if r[hi] is not None])
+    neurons = replace(table, rows=[r for r in table.rows if r[ni] is not None])
+    tokens = [c for c in table.columns if c in lay.heat and c != "attention received"]
+    out = ""
+    if heads.rows:
+        out += "<h3>Heads</h3>" + heads_html(heads, lay, tables, chooser=False)
+    if neurons.rows:
+        keep = ("layer", "neuron", "input words", "output words", *tokens)
+        out += "<h3>Neurons</h3>" + _flat_html(neurons, replace(lay, figures=(), columns=keep, group_by=()))
+    return out
+
+
 def _body_html(table, lay: Layout, tables: dict | None = None) -> str:
+    if lay.figures and "neuron" in table.columns:
+        return _split_html(table, lay, tables)
     if lay.figures:
         return heads_html(table, lay, tables)
     return _pivot_html(table, lay) if lay.pivot else _blocks_html(table, lay) if lay.blocks else _flat_html(table, lay)

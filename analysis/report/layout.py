@@ -99,7 +99,8 @@ def _grid(*keys: str) -> Callable:      # attention, position0: a small heat map
 
 def _selected(t) -> Layout:             # heads: attention from each query; neurons: activation at each token
     tokens = token_columns(t.columns)
-    return Layout(group_by=("layer", "head", "neuron"), heat=tuple(tokens[:TOKEN_COLUMNS]), zeros_as_dashes=True,
+    return Layout(figures=("layer", "head"), heat=tuple(tokens[:TOKEN_COLUMNS]) + ("attention received",),
+                  zeros_as_dashes=True,
                   columns=None if len(tokens) <= TOKEN_COLUMNS else
                   tuple(c for c in t.columns if c not in tokens[TOKEN_COLUMNS:]))
 

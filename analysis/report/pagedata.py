@@ -28,6 +28,12 @@ def dequantize_acts(codes: np.ndarray) -> np.ndarray:
     return ACT_UNIT * np.sinh(codes.astype(np.float64) * ACT_STEP)
 
 
+def _spaced(word: str) -> str:
+    """A shown word's leading ·s as spaces (1 byte each, not 2); the script shows them as · again."""
+    rest = word.lstrip("·")
+    return " " * (len(word) - len(rest)) + rest
+
+
 def cards_json(cards) -> dict | None:
     """The neuron cards (analysis.views.cards.NeuronCards, or anything with its fields) for the script."""
     if cards is None:
@@ -37,7 +43,7 @@ def cards_json(cards) -> dict | None:
     return {"L": L, "m": m, "k": k, "T": None if cards.acts is None else int(cards.acts.shape[1]),
             "unit": ACT_UNIT, "step": ACT_STEP,
             "lists": ["input words", "output words", "negative output words"][:n_lists],
-            "words": "\n".join(cards.words),                    # shown words hold no newline (it shows as ⏎)
+            "words": "\n".join(map(_spaced, cards.words)),      # shown words hold no newline (it shows as ⏎)
             "ids": _b64(cards.ids.astype("<u2")), "high": _b64(np.packbits(cards.high_bias.reshape(-1), bitorder="little")),
             "acts": acts}
 

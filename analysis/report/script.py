@@ -90,7 +90,7 @@ function rowData(row){var hs=$$('thead th',row.closest('table')).map(function(th
 function card(l,n){if(!nc)return false;l=Number(l);n=Number(n);var lists=[],vals=null,exact=false,
  row=$('tr[data-l="'+l+'"][data-n="'+n+'"]',panel(uid+'neurons')),R=row?rowData(row):null;
  if(C&&l<C.L&&n<C.m){if(!u16){u16=new Uint16Array(b64(C.ids));hb=new Uint8Array(b64(C.high));acts=C.acts?new Int8Array(b64(C.acts)):null;
-   if(typeof C.words==='string')C.words=C.words.split('\n');}
+   if(typeof C.words==='string')C.words=C.words.split('\n').map(function(w){return w.replace(/^ +/,function(m){return '·'.repeat(m.length);});});}
   for(var j=0;j<3;j++){var o=((l*C.m+n)*3+j)*C.k,w=[],bit=(l*C.m+n)*3+j,name=C.lists[j];for(var i=0;i<C.k;i++)w.push(C.words[u16[o+i]]);
    lists.push(R&&R.lists[name]?[name,R.lists[name][0],R.lists[name][1]]:[name+' (top '+C.k+')',w.join(', '),(hb[bit>>3]>>(bit&7))&1]);}
   if(acts){vals=[];for(var t=0;t<C.T;t++)vals.push(act(acts[(l*C.T+t)*C.m+n]));}}

@@ -48,10 +48,11 @@ CSS = """
 .mg2r table.grid th.q{font-weight:400;font-size:10px;padding:0 3px;max-width:80px;overflow:hidden}
 .mg2r figure.head{margin:0 0 14px}.mg2r figure.head figcaption{font-weight:400;font-size:13px;margin:2px 0 4px}
 .mg2r table.hv td,.mg2r table.hv th{padding:2px 4px}
-.mg2r table.hv .s0{width:auto;min-width:92px;max-width:130px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
+.mg2r table.hv td.tok{position:sticky;left:0;z-index:1;background:#f7f9fb}
+.mg2r table.hv .s0,.mg2r table.hv td.tok{width:auto;min-width:92px;max-width:130px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
 .mg2r table.hv .pw{width:236px;min-width:236px;max-width:236px;white-space:normal}
-.mg2r table.hv th[data-pos]{width:32px;min-width:32px;max-width:32px;height:92px;vertical-align:bottom;padding:2px 0}
-.mg2r table.hv th[data-pos] span{writing-mode:vertical-rl;transform:rotate(180deg);display:inline-block;max-height:88px;
+.mg2r table.hv th[data-pos]{width:32px;min-width:32px;max-width:32px;height:104px;vertical-align:bottom;padding:2px 0}
+.mg2r table.hv th[data-pos] span{writing-mode:vertical-rl;transform:rotate(180deg);display:inline-block;max-height:100px;
   overflow:hidden;white-space:nowrap;font-weight:400;margin:0 auto}
 .mg2r table.hv th.sm{width:52px;white-space:normal;vertical-align:bottom;font-weight:400}
 .mg2r table.hv td[class^=h]{font-size:11px;padding:2px 3px;text-align:right;font-variant-numeric:tabular-nums}

@@ -220,7 +220,7 @@ def summary_lines(report: Report, out: Path) -> list[str]:
     pred = report["predictions"]
     lines = (["RANDOM WEIGHTS (made by make-checkpoint): the words mean nothing.", ""] if report.random_weights
              else [])
-    lines += ["Input tokens:"] + _ends(list(report.tokens), "predictions.csv, and the page's title")
+    lines += ["Input tokens:"] + _ends(list(report.tokens), "the column names of evolution.csv")
     lines += ["", "Predicted tokens (inside the vertical bars):"]
     lines += _ends([f"{prefix}|{p}|" for prefix, p in zip(pred.column("prefix"), pred.column("predicted"))],
                    "predictions.csv and the page's Predictions tab")
