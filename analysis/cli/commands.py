@@ -97,8 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="minigpt2", description="A NumPy GPT-2 that shows its patterns and messages.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    a = sub.add_parser("analyze", help="vocabulary analysis of a prompt: HTML report + CSV tables")
-    a.add_argument("text", help="the prompt, e.g. 'The baseball player hit a home run'")
+    a = sub.add_parser("analyze", help="vocabulary analysis of a prompt: HTML report + CSV tables",
+                       epilog='example: minigpt2 analyze "<|endoftext|> The baseball player hit a home run" '
+                              "--heads 5-10 --neurons 2-666")
+    a.add_argument("text", help="the prompt, e.g. \"<|endoftext|> The baseball player hit a home run\" (the essay's "
+                                "tokens: <|endoftext|> once, then ' The' with its space)")
     a.add_argument("--model", default="gpt2", help="hub id or local directory (default: gpt2)")
     a.add_argument("--out", default="minigpt2-report",
                    help="report folder: new, empty, or an earlier report (default: ./minigpt2-report)")

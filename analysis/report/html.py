@@ -9,6 +9,7 @@ import numpy as np
 from ..search.matches import HIGH_BIAS
 from .cells import display, esc, heat_class, heat_colour, shown_text, shown_token, tip_text  # noqa: F401 (re-exported)
 from .heads import heads_html
+from .style import CSS
 from .layout import Layout, is_scores_column, layout_of, scores_column
 
 
@@ -206,3 +207,8 @@ def _body_html(table, lay: Layout, tables: dict | None = None) -> str:
     if lay.figures:
         return heads_html(table, lay, tables)
     return _pivot_html(table, lay) if lay.pivot else _blocks_html(table, lay) if lay.blocks else _flat_html(table, lay)
+
+
+def styled_html(table) -> str:
+    """One table on its own (a notebook's Table): its block with the page's CSS, scoped to it."""
+    return f'<div class="mg2r"><style>{CSS}</style>{table_html(table)}</div>'

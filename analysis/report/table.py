@@ -63,8 +63,8 @@ class Table:
             w.writerows([_csv_cell(v) for v in r] for r in rows)
 
     def _repr_html_(self) -> str:
-        from .html import table_html          # Jupyter's hook: the drawing, which reads the data, not the reverse
-        return table_html(self)
+        from .html import styled_html         # Jupyter's hook: the drawing, which reads the data, not the reverse
+        return styled_html(self)
 
     def __repr__(self) -> str:
         return f"<Table {self.name!r}: {len(self.rows)} rows x {len(self.columns)} columns ({', '.join(self.columns[:6])}{', ...' if len(self.columns) > 6 else ''})>"
