@@ -676,8 +676,12 @@ def test_selected_heads_and_neurons(model, tmp_path, words):
     assert r["pattern words"] == expected_cell(model, brute_ids(tr.patterns[1, 2, 3], space, words, 3))
     unembed = p.W_E[words].astype(np.float64) * p.lnf_w
     assert r["message words"] == expected_cell(model, brute_ids(tr.messages[1, 2, 3], unembed, words, 3))
+    tokens = [c for c in t.columns if c[:1].isdigit()]                   # "0:<|endoftext|>", ... a column per token
+    assert [r[c] for c in tokens[:3]] == [None] * 3                       # query t gave source 3 attn[1, 2, t, 3]
+    np.testing.assert_allclose([r[c] for c in tokens[3:]], tr.attn[1, 2, 3:, 3], rtol=1e-6)
     n = dict(zip(t.columns, t.rows[-1]))
     assert (n["layer"], n["neuron"]) == (0, 7)
+    np.testing.assert_allclose([n[c] for c in tokens], tr.mlp_acts[0, :, 7], rtol=1e-6)   # its activation per token
     assert n["output words"] == expected_cell(model, brute_ids(p.W_out[0, 7], unembed, words, 3))
     out = rep.write(tmp_path / "r")
     assert (out / "selected.csv").is_file()

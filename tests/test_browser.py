@@ -238,6 +238,12 @@ def test_filter_works_on_the_grids_and_says_it_is_active(driver, page):
     assert figs == ["L0 H2", "L1 H2"]
     f.send_keys(Keys.ESCAPE)
     assert len([x for x in driver.find_elements(By.CSS_SELECTOR, "#p-attention figure") if x.is_displayed()]) == 8
+    tab(driver, "position0")                                 # layer 0's grid: its figures name heads only
+    for query, expect in (("L0 H2", ["H2"]), ("L1 H2", [])):
+        f.clear()
+        f.send_keys(query)
+        assert [x.text.split("\n")[0] for x in driver.find_elements(By.CSS_SELECTOR, "#p-position0 figure")
+                if x.is_displayed()] == expect
 
 
 def test_filter_hides_rows_that_do_not_match(driver, page):

@@ -67,11 +67,11 @@ def stream_table(ctx: Context, pm: Matches, mm: Matches, nm: NeuronMatches, pos:
     by_effect = columns.index("direct effect")
     rows.sort(key=lambda r: -abs(r[by_effect]))
     b_U = float(p.lnf_b @ p.W_E[pred])
-    actual = (f"; the actual next token {ctx.vocab.clipped[nxt]!r} gets logit {float(tr.logits[pos, nxt]):.3f}"
+    actual = (f"; the actual next token {ctx.vocab.shown[nxt]} gets logit {float(tr.logits[pos, nxt]):.3f}"
               if nxt is not None else "; this is the last position, so there is no actual next token")
     note = (f"Every contribution to the residual at position {pos} ({show_token(ctx.tokens[pos])}) after the last "
             f"layer: {len(d)} rows that sum to it with max error {error:.2e}. Direct effect is each row's share of "
-            f"the logit of the predicted token {ctx.vocab.clipped[pred]!r} (the shares plus its bias b_U = "
+            f"the logit of the predicted token {ctx.vocab.shown[pred]} (the shares plus its bias b_U = "
             f"{b_U:.3f} sum to the logit {float(tr.logits[pos, pred]):.3f}){actual}. 'words' is what a row "
             "writes, 'reads' what it responds to (a message's pattern words; a neuron's input words). The "
             "rollup above sums the direct effects by kind, layer and head. Sorted by |direct effect|.")
