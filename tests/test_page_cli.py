@@ -80,6 +80,10 @@ def test_a_long_prompt_prints_a_summary_and_the_report_line_counts_every_file(ti
     n_csv = int(re.search(r"\+ (\d+) CSV files", report).group(1))
     assert "mlp_acts.npy" in written and "and mlp_acts.npy" in report
     assert n_csv == len([n for n in written if n.endswith(".csv")]) and n_csv + 1 == len(written)
+    page = (tmp_path / "r" / "index.html").read_text(encoding="utf-8")        # the head view, beyond 64 tokens:
+    heads = page[page.index('<div class="panel" id="p-attended">'):page.index('<div class="panel" id="p-neurons">')]
+    rows = re.findall(r"<tr>(<td.*?)</tr>", heads)                            # source, pattern, message and the
+    assert len(rows) >= T and {r.count("<td") for r in rows} == {5}           #   two summaries: no query columns
 
 
 def test_long_jobs_estimate_their_time_then_print_a_line_every_tenth(monkeypatch):
