@@ -34,8 +34,8 @@ SCRIPT_TABS = (("token_view", "Token view", '<div class="mg2"><h2>Token view</h2
                ("neuron_card", "Neuron card", '<div class="mg2"><h2>Neuron card</h2><p class="note">Any neuron of '
                 "the model: its input words (what it looks for), output words (what it writes), negative output "
                 "words (what a negative activation writes; these never change with the prompt) and this prompt's "
-                'activation at each token. <label>Neuron <input data-ncq placeholder="L2 N666"></label></p>'
-                '<div class="ncbody"></div></div>'))
+                'activation at each token.</p><p class="chooser"><label>Neuron <input data-ncq placeholder="L2 N666">'
+                '</label> <span class="hint">(Enter)</span></p><div class="ncbody"></div></div>'))
 
 
 TITLE_CHARS = 120   # a long prompt's title is cut here (predictions.csv has every prefix)
