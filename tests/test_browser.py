@@ -221,6 +221,8 @@ def test_columns_sort_by_click_and_by_keyboard(driver, page):
     got = column()
     assert th.get_attribute("aria-sort") == "ascending" and got == sorted(got)
     assert th.get_attribute("tabindex") == "0"
+    driver.find_element(By.CSS_SELECTOR, 'label[for="neurons"]').send_keys(Keys.ENTER)    # tabs by keyboard
+    assert active(driver) == "neurons"
 
 
 def test_filter_works_on_the_grids_and_says_it_is_active(driver, page):

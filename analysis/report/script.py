@@ -37,6 +37,8 @@ function refilter(){var q=filter.value.trim().toLowerCase(),p=panel();if(!p)retu
 filter.addEventListener('input',refilter);
 filter.addEventListener('keydown',function(e){if(e.key==='Escape'){filter.value='';refilter();}});
 radios().forEach(function(r){r.addEventListener('change',refilter);});
+$$('.tabs>label').forEach(function(l){l.addEventListener('keydown',function(e){   /* tabs by keyboard too */
+ if(e.key==='Enter'||e.key===' '){e.preventDefault();open(l.htmlFor);}});});
 /* -- the head view: one head at a time ---------------------------------------------------------------- */
 var hp=$('[data-headpick]'),hpanel=hp&&hp.closest('.panel');
 function pickHead(v){if(!hp)return false;if(![].some.call(hp.options,function(o){return o.value===v;}))return false;
