@@ -320,3 +320,26 @@ def test_the_page_reads_with_javascript_off(page):
         assert "5:·a" in [th.text for th in figs[0].find_elements(By.CSS_SELECTOR, "thead th")]
     finally:
         d.quit()
+
+
+def test_two_notebook_reports_on_one_page_each_have_their_own_tools(driver, page, tmp_path):
+    _, rep = page
+    doc = tmp_path / "notebook.html"                          # what Jupyter shows: two outputs, one document
+    doc.write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'></head><body>{rep._repr_html_()}"
+                   f"<p>another cell</p>{rep._repr_html_()}</body></html>", encoding="utf-8")
+    driver.get(doc.as_uri())
+    roots = driver.find_elements(By.CSS_SELECTOR, ".mg2r")
+    assert len(roots) == 2 and all(r.find_element(By.CSS_SELECTOR, ".tools").is_displayed() for r in roots)
+    first, second = roots
+    box = second.find_element(By.CSS_SELECTOR, "[data-jump]")
+    box.send_keys("1-2", Keys.ENTER)
+    checked = lambda r: r.find_element(By.CSS_SELECTOR, ":scope>input:checked").get_attribute("id")  # noqa: E731
+    assert checked(second).endswith("-attended") and checked(first).endswith("-selected")
+    assert "head 1-2" in second.find_element(By.CSS_SELECTOR, "[data-status]").text
+    box.clear()
+    box.send_keys("·home", Keys.ENTER)                        # its token view, not the first report's
+    assert checked(second).endswith("-token_view") and checked(first).endswith("-selected")
+    assert len(second.find_elements(By.CSS_SELECTOR, ".tvbody tbody tr")) == 4
+    first.find_element(By.CSS_SELECTOR, "[data-filter]").send_keys("L0 H1")
+    status = [r.find_element(By.CSS_SELECTOR, "[data-status]").text for r in roots]
+    assert status[0].startswith('filter "L0 H1"') and not status[1].startswith("filter")
