@@ -18,6 +18,7 @@ from minigpt2.errors import Error, InputError
 
 from ..search.matches import DEFAULT_BIAS_THRESHOLD
 from .args import _nonneg, _positive, _prompt, _show, _threshold, printable
+from .corpus import add_corpus_parsers
 from .experiments import add_experiment_parsers
 
 
@@ -124,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.set_defaults(func=cmd_analyze)
 
     add_experiment_parsers(sub)
+    add_corpus_parsers(sub)
 
     g = sub.add_parser("generate", help="greedy text generation")
     g.add_argument("prompt")
