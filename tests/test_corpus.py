@@ -1,0 +1,384 @@
+"""Corpus mode (minigpt2 corpus): the store against a brute-force pass written here, the same store from any
+cluster (1 or 2 local workers, a `dask scheduler` + `dask worker` pair, any shard size), resuming a killed
+run, the Parquet files read back, and every refused input as one line that touches nothing.
+
+One LocalCluster (2 workers) is shared by the module: most runs reach it with --scheduler, the same code
+path as a remote cluster; one run starts its own with --workers 1.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import minigpt2
+from analysis.cli import main
+from analysis.search.spaces import show_token
+
+from .conftest import FIXTURES, snapshot
+
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+distributed = pytest.importorskip("distributed")
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL = FIXTURES / "tiny-hub"
+SEQ, TOP = 7, 3                     # short windows (n_ctx is 24), an odd k: a pair of tied values straddles it
+TEXT_A = "The baseball player hit a home run, and the crowd stood up."
+TEXT_B = "hello world, this is a test of the corpus mode"
+TEXT_C = "the cat sat on the mat"
+TABLES = ("neurons.parquet", "neuron_stats.parquet", "heads.parquet")
+
+
+@pytest.fixture(scope="module")
+def corpus_files(tmp_path_factory) -> list[str]:
+    """A .txt, a .jsonl whose doc 2 repeats doc 0 (every value tied) and has a blank line, a .parquet with
+    a null row: documents whose lengths are not multiples of SEQ (short last windows)."""
+    d = tmp_path_factory.mktemp("corpus")
+    (d / "a.txt").write_text(TEXT_A, encoding="utf-8")
+    (d / "b.jsonl").write_text("\n".join(json.dumps({"text": t}) for t in (TEXT_B, TEXT_C, TEXT_B))
+                               .replace(json.dumps({"text": TEXT_C}), json.dumps({"text": TEXT_C}) + "\n"),
+                               encoding="utf-8")
+    pq.write_table(pa.table({"text": ["a parquet row", None, TEXT_C + "!"], "n": [1, 2, 3]}), d / "c.parquet")
+    return [str(d / "a.txt"), str(d / "b.jsonl"), str(d / "c.parquet")]
+
+
+@pytest.fixture(scope="module")
+def scheduler():
+    """The address of a LocalCluster of 2 single-threaded worker processes, shared by the module."""
+    import logging
+
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0",
+                                  silence_logs=logging.ERROR) as lc:
+        yield lc.scheduler_address
+
+
+def corpus(files, out, *more, model=MODEL) -> int:
+    return main(["corpus", *files, "--model", str(model), "--out", str(out), "--seq-len", str(SEQ),
+                 "--top", str(TOP), "--shard-tokens", "10", *more])
+
+
+@pytest.fixture(scope="module")
+def store(corpus_files, scheduler, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("stores") / "store"
+    assert corpus(corpus_files, out, "--scheduler", scheduler) == 0
+    return out
+
+
+def files_of(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+# -- the brute force: every window run alone, every candidate listed, sorted by (-value, place) ----------------
+def documents(files) -> list[tuple[str, int, str]]:
+    """(file, doc number, text), read here from the files' known contents."""
+    a, b, c = files
+    return [(a, 0, TEXT_A), (b, 0, TEXT_B), (b, 1, TEXT_C), (b, 3, TEXT_B), (c, 0, "a parquet row"),
+            (c, 2, TEXT_C + "!")]
+
+
+@pytest.fixture(scope="module")
+def brute(corpus_files):
+    from threadpoolctl import threadpool_limits
+
+    model = minigpt2.load(MODEL)
+    L, H, m = model.cfg.n_layers, model.cfg.n_heads, model.cfg.d_mlp
+    neurons = [[] for _ in range(L * m)]
+    heads = [[] for _ in range(L * H)]
+    total, acts_sum, acts_pos, acts_max = 0, np.zeros(L * m), np.zeros(L * m), np.full(L * m, -np.inf)
+    on0 = np.zeros(L * H)
+    with threadpool_limits(1):                                      # as the workers run: one BLAS thread
+        for fi, (name, doc, text) in enumerate(documents(corpus_files)):
+            ids = model.encode(text, bos=False)
+            for w0 in range(0, len(ids), SEQ):
+                tr = model.run(np.concatenate([[model.cfg.bos_token_id], ids[w0:w0 + SEQ]]))
+                T = tr.n_tokens - 1
+                for p in range(1, T + 1):
+                    total += 1
+                    place = (corpus_files.index(name), doc, w0 + p - 1)
+                    for l in range(L):
+                        for n in range(m):
+                            v = float(tr.mlp_acts[l, p, n])
+                            neurons[l * m + n].append((-v, place, name))
+                            acts_sum[l * m + n] += v
+                            acts_pos[l * m + n] += v > 0
+                            acts_max[l * m + n] = max(acts_max[l * m + n], v)
+                        for h in range(H):
+                            on0[l * H + h] += float(tr.attn[l, h, p, 0])
+                            for s in range(1, p + 1):
+                                heads[l * H + h].append((-float(tr.attn[l, h, p, s]), place, w0 + s - 1, name))
+    return {"model": model, "neurons": [sorted(c)[:TOP] for c in neurons], "heads": [sorted(c)[:TOP] for c in heads],
+            "tokens": total, "mean": acts_sum / total, "frac": acts_pos / total, "max": acts_max, "on0": on0 / total}
+
+
+def test_neurons_top_k_equals_a_brute_force_pass_ties_to_the_earlier_document(store, brute):
+    t = pq.read_table(store / "neurons.parquet").to_pylist()
+    m = brute["model"].cfg.d_mlp
+    assert len(t) == len(brute["neurons"]) * TOP
+    straddled = 0
+    for r in t:
+        want = brute["neurons"][r["layer"] * m + r["neuron"]][r["rank"] - 1]
+        assert (r["file"], r["doc"], r["token_index"]) == (want[2], want[1][1], want[1][2]), r
+        assert r["activation"] == pytest.approx(-want[0], rel=1e-6, abs=1e-7)
+    for rows in brute["neurons"]:                                   # the fixture did make ties that matter
+        straddled += rows[-1][0] == rows[-2][0]
+    assert straddled > 0
+
+
+def test_heads_top_k_equals_a_brute_force_pass(store, brute):
+    t = pq.read_table(store / "heads.parquet").to_pylist()
+    H = brute["model"].cfg.n_heads
+    assert len(t) == len(brute["heads"]) * TOP
+    for r in t:
+        want = brute["heads"][r["layer"] * H + r["head"]][r["rank"] - 1]
+        assert (r["file"], r["doc"], r["token_index"], r["source_index"]) == (want[3], want[1][1], want[1][2], want[2])
+        assert r["attention"] == pytest.approx(-want[0], rel=1e-6, abs=1e-7)
+        assert r["source_index"] <= r["token_index"] and r["token_index"] - r["source_index"] < SEQ
+
+
+def test_neuron_stats_and_attention_on_0_against_the_brute_force(store, brute):
+    stats = pq.read_table(store / "neuron_stats.parquet").to_pydict()
+    m = brute["model"].cfg.d_mlp
+    i = np.array(stats["layer"]) * m + np.array(stats["neuron"])
+    assert sorted(i.tolist()) == list(range(len(brute["mean"])))
+    np.testing.assert_allclose(stats["mean"], brute["mean"][i], rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(stats["frac_active"], brute["frac"][i])
+    np.testing.assert_allclose(stats["max"], brute["max"][i], rtol=1e-6)
+    assert set(stats["tokens"]) == {brute["tokens"]}
+    heads = pq.read_table(store / "heads.parquet").to_pydict()
+    H = brute["model"].cfg.n_heads
+    j = np.array(heads["layer"]) * H + np.array(heads["head"])
+    np.testing.assert_allclose(heads["attention_on_0"], brute["on0"][j], rtol=1e-5)
+
+
+def test_contexts_mark_the_token_within_its_window(store, corpus_files, brute):
+    """A context: up to 10 tokens before the example from its own window, the token in ⟦ ⟧, 4 after it in the
+    document; a head's source in ⟨ ⟩."""
+    model = brute["model"]
+    texts = {(f, d): t for f, d, t in documents(corpus_files)}
+
+    def shown_of(r):
+        ids = model.encode(texts[(r["file"], r["doc"])], bos=False)
+        return [show_token(s) for s in model.token_strings(ids)]
+
+    for r in pq.read_table(store / "neurons.parquet").to_pylist()[:60]:
+        shown = shown_of(r)
+        t, w0 = r["token_index"], r["token_index"] // SEQ * SEQ
+        assert r["token"] == shown[t]
+        assert r["context"] == "".join(shown[max(w0, t - 10):t]) + "⟦" + shown[t] + "⟧" + "".join(shown[t + 1:t + 5])
+    checked = 0
+    for r in pq.read_table(store / "heads.parquet").to_pylist():
+        s, t = r["source_index"], r["token_index"]
+        if t - s in (1, 2):
+            shown = shown_of(r)
+            assert "⟨" + shown[s] + "⟩" + "".join(shown[s + 1:t]) + "⟦" + shown[t] + "⟧" in r["context"]
+            assert r["source_token"] == shown[s] and r["token"] == shown[t]
+            checked += 1
+    assert checked
+
+
+def test_the_store_reads_back_with_pyarrow_as_documented(store, corpus_files):
+    import hashlib
+
+    from analysis.corpus.shard import model_fingerprint
+
+    assert set(files_of(store)) == {*TABLES, "minigpt2-corpus.json"}        # the shards are gone
+    schemas = {n: pq.read_schema(store / n) for n in TABLES}
+    assert schemas["neurons.parquet"].names == ["layer", "neuron", "rank", "activation", "file", "doc",
+                                                "token_index", "token", "context"]
+    assert schemas["neuron_stats.parquet"].names == ["layer", "neuron", "mean", "max", "frac_active", "tokens"]
+    assert schemas["heads.parquet"].names == ["layer", "head", "rank", "attention", "file", "doc", "token_index",
+                                              "token", "source_index", "source_token", "context", "attention_on_0"]
+    assert schemas["neurons.parquet"].field("activation").type == pa.float32()
+    man = json.loads((store / "minigpt2-corpus.json").read_text())
+    assert man["state"] == "complete" and man["settings"]["seq_len"] == SEQ and man["settings"]["top"] == TOP
+    assert man["model"]["fingerprint"] == model_fingerprint(minigpt2.load(MODEL))
+    assert [(f["name"], f["size"], f["sha256"]) for f in man["inputs"]] == [
+        (f, os.path.getsize(f), hashlib.sha256(Path(f).read_bytes()).hexdigest()) for f in corpus_files]
+    assert {f["name"]: f["sha256"] for f in man["files"]} == {
+        n: hashlib.sha256((store / n).read_bytes()).hexdigest() for n in TABLES}
+    assert man["tokens"]["documents"] == 6
+
+
+# -- the same store from any cluster ----------------------------------------------------------------------
+def test_one_local_worker_and_another_shard_size_give_the_same_store(store, corpus_files, tmp_path):
+    assert corpus(corpus_files, tmp_path / "one", "--workers", "1") == 0
+    assert files_of(tmp_path / "one") == files_of(store)
+    assert main(["corpus", *corpus_files, "--model", str(MODEL), "--out", str(tmp_path / "big"), "--seq-len",
+                 str(SEQ), "--top", str(TOP), "--workers", "1"]) == 0          # one shard in all
+    big = files_of(tmp_path / "big")
+    assert all(big[n] == files_of(store)[n] for n in TABLES)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_dask_scheduler_and_worker_started_here_give_the_same_store(store, corpus_files, tmp_path):
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    dask = str(Path(sys.executable).parent / "dask")
+    sched = subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--dashboard-address",
+                              ":0"], env=env, stderr=subprocess.PIPE, text=True)
+    worker = None
+    try:
+        for line in sched.stderr:                                   # it says when it listens
+            if "Scheduler at" in line:
+                break
+        threading.Thread(target=sched.stderr.read, daemon=True).start()  # keep its pipe drained
+        worker = subprocess.Popen([dask, "worker", f"tcp://127.0.0.1:{port}", "--nthreads", "1", "--nworkers", "1",
+                                   "--no-dashboard"], env=env, stderr=subprocess.DEVNULL)
+        assert corpus(corpus_files, tmp_path / "remote", "--scheduler", f"tcp://127.0.0.1:{port}") == 0
+    finally:
+        for p in (worker, sched):
+            if p is not None:
+                p.terminate()
+                p.wait(timeout=60)
+    assert files_of(tmp_path / "remote") == files_of(store)
+
+
+# -- resuming a killed run --------------------------------------------------------------------------------
+PAUSING = """
+import sys
+from analysis.corpus.store import Store
+real = Store.commit_shard
+def commit_shard(self, i, part):
+    real(self, i, part)
+    print("COMMITTED", len(self.records), flush=True)
+    if len(self.records) == 3:
+        sys.stdin.readline()                   # held here, with 3 shards committed, until it is killed
+Store.commit_shard = commit_shard
+from analysis.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_run_killed_after_some_shards_resumes_them_and_ends_with_the_identical_store(store, corpus_files,
+                                                                                      scheduler, tmp_path, capsys):
+    out = tmp_path / "resumed"
+    argv = ["corpus", *corpus_files, "--model", str(MODEL), "--out", str(out), "--seq-len", str(SEQ), "--top",
+            str(TOP), "--shard-tokens", "10", "--scheduler", scheduler]
+    p = subprocess.Popen([sys.executable, "-c", PAUSING, *argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    watchdog = threading.Timer(120, p.kill)
+    watchdog.start()
+    try:
+        for line in p.stdout:
+            if line.strip() == "COMMITTED 3":
+                break
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+    finally:
+        watchdog.cancel()
+    man = json.loads((out / "minigpt2-corpus.json").read_text())
+    assert man["state"] == "running" and len(man["files"]) == 3
+    assert all((out / f["name"]).is_file() for f in man["files"])
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert f"3 of {man['tokens']['shards']} shards were done before" in capsys.readouterr().out
+    assert files_of(out) == files_of(store)
+    assert main(argv) == 0                                          # complete: nothing to do, nothing changed
+    assert "nothing to do" in capsys.readouterr().out and files_of(out) == files_of(store)
+
+
+# -- refused input: one line naming it, nothing touched ----------------------------------------------------
+def _bad_files(d: Path) -> dict:
+    (d / "latin1.txt").write_bytes("café".encode("latin-1"))
+    (d / "notjson.jsonl").write_text('{"text": "ok"}\n{oops\n')
+    (d / "notext.jsonl").write_text('{"body": "ok"}\n')
+    (d / "number.jsonl").write_text('{"text": 5}\n')
+    pq.write_table(pa.table({"body": ["x"]}), d / "nocol.parquet")
+    (d / "garbage.parquet").write_bytes(b"PAR1 not really")
+    (d / "empty.txt").write_text("")
+    (d / "blank.jsonl").write_text("\n\n")
+    (d / "good.txt").write_text("some good text")
+    return {"latin1.txt": r"latin1.txt is not UTF-8: byte 0xe9 at offset 3",
+            "notjson.jsonl": r"notjson.jsonl line 2 is not JSON",
+            "notext.jsonl": r'notext.jsonl line 1 has no "text" field',
+            "number.jsonl": r'number.jsonl line 1: "text" is int, not a string',
+            "nocol.parquet": r"nocol.parquet has no `text` column \(its columns: body\)",
+            "garbage.parquet": r"garbage.parquet is not a Parquet file",
+            "empty.txt": r"the corpus is empty: .*empty.txt",
+            "blank.jsonl": r"the corpus is empty: .*blank.jsonl",
+            "missing.txt": r"missing.txt: No such file or directory",
+            ".": r"is a folder, not a regular file"}
+
+
+def test_bad_input_files_are_one_line_naming_the_file_and_make_no_store(tmp_path, capsys):
+    import re
+
+    for name, message in _bad_files(tmp_path).items():
+        out = tmp_path / "out"
+        assert corpus([str(tmp_path / name)], out, "--workers", "1") == 1, name
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("minigpt2: error: ") and re.search(message, err), (name, err)
+        assert not out.exists()
+
+
+def test_seq_len_must_fit_the_context_and_out_is_never_a_foreign_folder(tmp_path, capsys):
+    good = tmp_path / "good.txt"
+    good.write_text("some good text")
+    assert main(["corpus", str(good), "--model", str(MODEL), "--out", str(tmp_path / "s"), "--seq-len", "24"]) == 1
+    assert "--seq-len 24 does not fit the model's context" in capsys.readouterr().err
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    (mine / "neurons.parquet").write_text("mine too")
+    before = snapshot(mine)
+    assert corpus([str(good)], mine, "--workers", "1") == 1
+    assert "is not empty and holds no minigpt2 corpus store" in capsys.readouterr().err
+    assert snapshot(mine) == before
+    report = tmp_path / "report"
+    assert main(["analyze", "hi", "--model", str(MODEL), "--out", str(report), "--no-cache"]) == 0
+    before = snapshot(report)
+    assert corpus([str(good)], report, "--workers", "1") == 1
+    assert "holds no minigpt2 corpus store" in capsys.readouterr().err and snapshot(report) == before
+    (mine / "minigpt2-corpus.json").write_text("{}")
+    assert corpus([str(good)], mine, "--workers", "1", "--force") == 1     # not a store's manifest: even forced
+    assert "is not a minigpt2 corpus store's manifest" in capsys.readouterr().err
+
+
+def test_another_runs_store_is_refused_or_started_afresh_with_force(store, corpus_files, scheduler, tmp_path,
+                                                                     capsys):
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(store, out)
+    before = snapshot(out)
+    for more in (["--top", "2", "--seq-len", str(SEQ)], ["--seq-len", "5", "--top", str(TOP)]):
+        assert main(["corpus", *corpus_files, "--model", str(MODEL), "--out", str(out), "--scheduler", scheduler,
+                     *more]) == 1
+        assert "holds a corpus store of another run: its settings differ" in capsys.readouterr().err
+    assert corpus(corpus_files[:2], out, "--scheduler", scheduler) == 1
+    assert "its input files differ" in capsys.readouterr().err
+    other = tmp_path / "model"
+    shutil.copytree(MODEL, other)
+    cfg = json.loads((other / "config.json").read_text())
+    cfg["layer_norm_epsilon"] = 1e-3
+    (other / "config.json").write_text(json.dumps(cfg))
+    assert corpus(corpus_files, out, "--scheduler", scheduler, model=other) == 1
+    assert "its model differs" in capsys.readouterr().err
+    assert snapshot(out) == before
+    (out / "notes.txt").write_text("mine")
+    assert corpus(corpus_files[:2], out, "--scheduler", scheduler, "--force") == 0
+    assert (out / "notes.txt").read_text() == "mine"
+    assert files_of(out)["neurons.parquet"] != files_of(store)["neurons.parquet"]
+
+
+def test_analyze_without_corpus_never_imports_dask(tmp_path):
+    code = ("import sys; from analysis.cli import main; "
+            f"rc = main(['analyze', 'hi', '--model', {str(MODEL)!r}, '--out', {str(tmp_path / 'r')!r}, '--no-cache']); "
+            "print(rc, sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed', 'pyarrow')))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert r.stdout.strip().splitlines()[-1] == "0 []", r.stderr
