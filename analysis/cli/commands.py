@@ -18,7 +18,7 @@ from minigpt2.errors import Error, InputError
 
 from ..search.matches import DEFAULT_BIAS_THRESHOLD
 from .args import _nonneg, _positive, _prompt, _show, _threshold, printable
-from .corpus import add_corpus_parsers
+from .corpus import add_corpus_parsers, load_store
 from .experiments import add_experiment_parsers
 
 
@@ -63,6 +63,7 @@ def cmd_analyze(args) -> int:
 
     text = _prompt(args.text)
     check_out(args.out, force=args.force)          # before any computation: a bad --out costs nothing
+    corpus = load_store(args.corpus) if args.corpus else None
     model = load(args.model)
     heads = []
     for h in _listed(args.heads):
@@ -73,7 +74,8 @@ def cmd_analyze(args) -> int:
     neurons = [parse_neuron(n, model.cfg) for n in _listed(args.neurons)]
     report = analyze(model, text, k=args.k, metric=args.metric, bias_threshold=args.bias_threshold,
                      position=args.position, bos=not args.no_bos, use_cache=not args.no_cache,
-                     progress=sys.stderr.isatty(), effects=args.effects, heads=heads, neurons=neurons)
+                     progress=sys.stderr.isatty(), effects=args.effects, heads=heads, neurons=neurons,
+                     corpus=corpus)
     out = report.write(args.out, force=args.force, progress=sys.stderr.isatty())
     print("\n".join(_show(line) for line in summary_lines(report, out)))
     return 0
@@ -122,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="neurons for the 'selected' tab and selected.csv, e.g. 2-666,2-1825")
     a.add_argument("--effects", action="store_true",
                    help="add the total-effects tab: every head and the top 256 neurons ablated one at a time")
+    a.add_argument("--corpus", metavar="STORE", help="a corpus store of this model (minigpt2 corpus): each neuron's "
+                   "and head's top contexts in real text join the tables")
     a.set_defaults(func=cmd_analyze)
 
     add_experiment_parsers(sub)

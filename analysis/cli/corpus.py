@@ -72,6 +72,13 @@ def cmd_neuron(args) -> int:
     return 0
 
 
+def load_store(path):
+    """A finished corpus store, read (pyarrow only: no dask)."""
+    from ..corpus.store import CorpusStore
+
+    return CorpusStore(path)
+
+
 def add_corpus_parsers(sub) -> None:
     c = sub.add_parser("corpus", help="what each neuron and head does in real text: top activations over a corpus "
                                       "(on a Dask cluster), into a store of Parquet files")
