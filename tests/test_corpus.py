@@ -382,3 +382,67 @@ def test_analyze_without_corpus_never_imports_dask(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
     assert r.stdout.strip().splitlines()[-1] == "0 []", r.stderr
+
+
+# -- the store in the report and on the terminal ----------------------------------------------------------
+def test_analyze_with_corpus_adds_each_neurons_and_heads_top_contexts(store, tmp_path, capsys):
+    import csv
+
+    out = tmp_path / "report"
+    assert main(["analyze", "The cat sat", "--model", str(MODEL), "--out", str(out), "--no-cache",
+                 "--corpus", str(store)]) == 0
+    rows = list(csv.DictReader((out / "neurons.csv").open(encoding="utf-8")))
+    top = pq.read_table(store / "neurons.parquet").to_pylist()
+    stats = {(r["layer"], r["neuron"]): r for r in pq.read_table(store / "neuron_stats.parquet").to_pylist()}
+    first = {(r["layer"], r["neuron"]): r for r in top if r["rank"] == 1}
+    third = {(r["layer"], r["neuron"]): r for r in top if r["rank"] == 3}
+    assert len(rows) == len(first)
+    for r in rows:
+        key = (int(r["layer"]), int(r["neuron"]))
+        assert r["corpus #1"] == f"{first[key]['context']} ({first[key]['activation']:.3g})"
+        assert r["corpus #3"].startswith(third[key]["context"] + " (")
+        assert float(r["corpus active"]) == pytest.approx(stats[key]["frac_active"], rel=1e-6)
+    heads = list(csv.DictReader((out / "corpus_heads.csv").open(encoding="utf-8")))
+    ht = {(r["layer"], r["head"], r["rank"]): r for r in pq.read_table(store / "heads.parquet").to_pylist()}
+    assert len(heads) == 3 * 4
+    for r in heads:
+        want = ht[(int(r["layer"]), int(r["head"]), 2)]
+        assert r["corpus #2"] == f"{want['context']} ({want['attention']:.3g})"
+        assert float(r["corpus attention on 0"]) == pytest.approx(want["attention_on_0"], rel=1e-6)
+    assert "Heads in the corpus" in (out / "index.html").read_text(encoding="utf-8")
+
+
+def test_a_store_of_another_model_is_refused_by_analyze_and_neuron(store, tmp_path, capsys):
+    other = tmp_path / "model"
+    import shutil
+    shutil.copytree(MODEL, other)
+    cfg = json.loads((other / "config.json").read_text())
+    cfg["layer_norm_epsilon"] = 1e-3
+    (other / "config.json").write_text(json.dumps(cfg))
+    assert main(["analyze", "hi", "--model", str(other), "--out", str(tmp_path / "r"), "--corpus", str(store)]) == 1
+    assert "was made with another model" in capsys.readouterr().err and not (tmp_path / "r").exists()
+    assert main(["neuron", "1-5", "--corpus", str(store), "--model", str(other)]) == 1
+    assert "was made with another model" in capsys.readouterr().err
+    assert main(["neuron", "1-5", "--corpus", str(tmp_path)]) == 1
+    assert "holds no finished corpus store" in capsys.readouterr().err
+
+
+def test_neuron_prints_its_static_words_and_its_corpus_card(store, brute, capsys):
+    from analysis.search.neurons import compute_neuron_meanings
+    from analysis.search.spaces import build_vocab
+
+    model = brute["model"]
+    assert main(["neuron", "1-5", "--corpus", str(store)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    meanings = compute_neuron_meanings(model, build_vocab(model, min_words=10), 10, "cosine", progress=False)
+    words = lambda ids: " ".join(show_token(s) for s in model.token_strings(ids))  # noqa: E731
+    from analysis.cli.args import printable
+    assert lines[1] == printable(f"  input words: {words(meanings.in_ids[1, 5])}")
+    assert lines[2] == printable(f"  output words: {words(meanings.out_ids[1, 5])}")
+    assert lines[3] == printable(f"  negative output words: {words(meanings.neg_ids[1, 5])}")
+    m = model.cfg.d_mlp
+    want = brute["neurons"][1 * m + 5]
+    assert f"mean {brute['mean'][m + 5]:.4g}, max {brute['max'][m + 5]:.4g}" in lines[4]
+    for rank, (v, place, name) in enumerate(want, 1):
+        assert lines[5 + rank].split()[:2] == [str(rank), f"{-v:.4g}"]
+        assert lines[5 + rank].endswith(f"[{name} doc {place[1]} token {place[2]}]")
