@@ -227,8 +227,9 @@ def _free_port() -> int:
 def test_a_dask_scheduler_and_worker_started_here_give_the_same_store(store, corpus_files, tmp_path):
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    dask = str(Path(sys.executable).parent / "dask")
-    sched = subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--dashboard-address",
+    exe = Path(sys.executable).parent / "dask"                      # the `dask` command, else its modules
+    dask = lambda cmd: [str(exe), cmd] if exe.exists() else [sys.executable, "-m", f"distributed.cli.dask_{cmd}"]  # noqa
+    sched = subprocess.Popen([*dask("scheduler"), "--host", "127.0.0.1", "--port", str(port), "--dashboard-address",
                               ":0"], env=env, stderr=subprocess.PIPE, text=True)
     worker = None
     try:
@@ -236,7 +237,7 @@ def test_a_dask_scheduler_and_worker_started_here_give_the_same_store(store, cor
             if "Scheduler at" in line:
                 break
         threading.Thread(target=sched.stderr.read, daemon=True).start()  # keep its pipe drained
-        worker = subprocess.Popen([dask, "worker", f"tcp://127.0.0.1:{port}", "--nthreads", "1", "--nworkers", "1",
+        worker = subprocess.Popen([*dask("worker"), f"tcp://127.0.0.1:{port}", "--nthreads", "1", "--nworkers", "1",
                                    "--no-dashboard"], env=env, stderr=subprocess.DEVNULL)
         assert corpus(corpus_files, tmp_path / "remote", "--scheduler", f"tcp://127.0.0.1:{port}") == 0
     finally:
