@@ -224,11 +224,46 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_a_dask_scheduler_and_worker_started_here_give_the_same_store(store, corpus_files, tmp_path):
+# -- resuming a killed run --------------------------------------------------------------------------------
+PAUSING = """
+import os, sys
+from analysis.corpus.store import Store
+real = Store.commit_shard
+def commit_shard(self, i, part):
+    real(self, i, part)
+    print("COMMITTED", len(self.records), flush=True)
+    if len(self.records) == int(os.environ["PAUSE_AT"]):
+        sys.stdin.readline()                   # held here until the test says go (or kills it)
+Store.commit_shard = commit_shard
+from analysis.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def paused_run(argv: list[str], at: int) -> subprocess.Popen:
+    """The command line in a real process that stops after its at-th shard commit, once it says so."""
+    p = subprocess.Popen([sys.executable, "-c", PAUSING, *argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT), "PAUSE_AT": str(at)})
+    watchdog = threading.Timer(120, p.kill)                         # a hang fails, never blocks the suite
+    watchdog.daemon = True
+    watchdog.start()
+    for line in p.stdout:
+        if line.strip() == f"COMMITTED {at}":
+            return p
+    raise AssertionError(f"it ended before {at} commits: {p.stderr.read()}")
+
+
+def test_a_dask_scheduler_and_worker_started_here_give_the_same_store_though_a_worker_dies(store, corpus_files,
+                                                                                          tmp_path):
+    """`dask scheduler` and `dask worker` (2 processes) as a user starts them; the run pauses after its first
+    commit, one worker process is killed (SIGKILL) with finished shards in its memory, its nanny starts it
+    again and Dask reruns what it lost; the store is still the same bytes: nothing lost, nothing twice."""
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     exe = Path(sys.executable).parent / "dask"                      # the `dask` command, else its modules
     dask = lambda cmd: [str(exe), cmd] if exe.exists() else [sys.executable, "-m", f"distributed.cli.dask_{cmd}"]  # noqa
+    address = f"tcp://127.0.0.1:{port}"
     sched = subprocess.Popen([*dask("scheduler"), "--host", "127.0.0.1", "--port", str(port), "--dashboard-address",
                               ":0"], env=env, stderr=subprocess.PIPE, text=True)
     worker = None
@@ -237,9 +272,19 @@ def test_a_dask_scheduler_and_worker_started_here_give_the_same_store(store, cor
             if "Scheduler at" in line:
                 break
         threading.Thread(target=sched.stderr.read, daemon=True).start()  # keep its pipe drained
-        worker = subprocess.Popen([*dask("worker"), f"tcp://127.0.0.1:{port}", "--nthreads", "1", "--nworkers", "1",
+        worker = subprocess.Popen([*dask("worker"), address, "--nthreads", "1", "--nworkers", "2",
                                    "--no-dashboard"], env=env, stderr=subprocess.DEVNULL)
-        assert corpus(corpus_files, tmp_path / "remote", "--scheduler", f"tcp://127.0.0.1:{port}") == 0
+        argv = ["corpus", *corpus_files, "--model", str(MODEL), "--out", str(tmp_path / "remote"), "--seq-len",
+                str(SEQ), "--top", str(TOP), "--shard-tokens", "10", "--scheduler", address]
+        run = paused_run(argv, 1)
+        with distributed.Client(address) as client:
+            before = client.run(os.getpid)
+            os.kill(next(iter(before.values())), signal.SIGKILL)
+            run.stdin.write("\n")
+            run.stdin.flush()
+            _, err = run.communicate()
+            assert run.returncode == 0, err
+            assert set(client.run(os.getpid).values()) != set(before.values())    # one was started again
     finally:
         for p in (worker, sched):
             if p is not None:
@@ -248,39 +293,14 @@ def test_a_dask_scheduler_and_worker_started_here_give_the_same_store(store, cor
     assert files_of(tmp_path / "remote") == files_of(store)
 
 
-# -- resuming a killed run --------------------------------------------------------------------------------
-PAUSING = """
-import sys
-from analysis.corpus.store import Store
-real = Store.commit_shard
-def commit_shard(self, i, part):
-    real(self, i, part)
-    print("COMMITTED", len(self.records), flush=True)
-    if len(self.records) == 3:
-        sys.stdin.readline()                   # held here, with 3 shards committed, until it is killed
-Store.commit_shard = commit_shard
-from analysis.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
-
-
 def test_a_run_killed_after_some_shards_resumes_them_and_ends_with_the_identical_store(store, corpus_files,
                                                                                       scheduler, tmp_path, capsys):
     out = tmp_path / "resumed"
     argv = ["corpus", *corpus_files, "--model", str(MODEL), "--out", str(out), "--seq-len", str(SEQ), "--top",
             str(TOP), "--shard-tokens", "10", "--scheduler", scheduler]
-    p = subprocess.Popen([sys.executable, "-c", PAUSING, *argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         stderr=subprocess.DEVNULL, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    watchdog = threading.Timer(120, p.kill)
-    watchdog.start()
-    try:
-        for line in p.stdout:
-            if line.strip() == "COMMITTED 3":
-                break
-        os.kill(p.pid, signal.SIGKILL)
-        p.wait()
-    finally:
-        watchdog.cancel()
+    p = paused_run(argv, 3)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
     man = json.loads((out / "minigpt2-corpus.json").read_text())
     assert man["state"] == "running" and len(man["files"]) == 3
     assert all((out / f["name"]).is_file() for f in man["files"])
