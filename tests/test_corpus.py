@@ -7,6 +7,7 @@ path as a remote cluster; one run starts its own with --workers 1.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -49,6 +50,15 @@ def corpus_files(tmp_path_factory) -> list[str]:
                                encoding="utf-8")
     pq.write_table(pa.table({"text": ["a parquet row", None, TEXT_C + "!"], "n": [1, 2, 3]}), d / "c.parquet")
     return [str(d / "a.txt"), str(d / "b.jsonl"), str(d / "c.parquet")]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def module_cache(tmp_path_factory):
+    """MINIGPT2_CACHE for this module and every worker it starts (they keep the mapped weights there)."""
+    with pytest.MonkeyPatch.context() as mp:
+        path = tmp_path_factory.mktemp("cache")
+        mp.setenv("MINIGPT2_CACHE", str(path))
+        yield path
 
 
 @pytest.fixture(scope="module")
@@ -216,6 +226,23 @@ def test_one_local_worker_and_another_shard_size_give_the_same_store(store, corp
                  str(SEQ), "--top", str(TOP), "--workers", "1"]) == 0          # one shard in all
     big = files_of(tmp_path / "big")
     assert all(big[n] == files_of(store)[n] for n in TABLES)
+
+
+def test_workers_map_the_weights_from_the_cache_and_never_use_a_damaged_copy(store, corpus_files, module_cache,
+                                                                            tmp_path):
+    model = minigpt2.load(MODEL)
+    (folder,) = module_cache.glob("corpus-params-*")
+    mapped = np.load(folder / "W_in.npy", mmap_mode="r")
+    np.testing.assert_array_equal(mapped, model.params.W_in)
+    data = bytearray((folder / "W_in.npy").read_bytes())           # damaged: zeros in the middle of the data
+    start = len(data) - mapped.nbytes // 2
+    data[start:start + 64] = bytes(64)
+    assert np.load(io.BytesIO(data)).tobytes() != model.params.W_in.tobytes()
+    (folder / "damaged").write_bytes(data)
+    os.replace(folder / "damaged", folder / "W_in.npy")            # (the shared cluster's maps keep the old file)
+    assert corpus(corpus_files, tmp_path / "again", "--workers", "1") == 0
+    assert files_of(tmp_path / "again") == files_of(store)
+    np.testing.assert_array_equal(np.load(folder / "W_in.npy"), model.params.W_in)   # written again
 
 
 def _free_port() -> int:

@@ -1,18 +1,17 @@
 """One shard's work, as a Dask worker runs it: its windows through Model.run, reduced to a Partial.
 
-A worker process loads the model once (the first shard it gets) and keeps it: the safetensors file is
-memory-mapped while it is read, and the checked fingerprint guarantees that a worker on another machine
-loaded the same weights as the client. Activations come from the Trace of each window (mlp_acts, attn),
-the same forward pass as everywhere else; candidates are gathered over a batch of windows and reduced by
-topk.fold, so memory stays at one batch (BATCH_TOKENS) whatever the shard's size.
+A worker process loads the model once (the first shard it gets) and keeps it, its weights memory-mapped
+from the cache folder so that a machine's workers share one copy (corpus.mapped); the checked fingerprint
+guarantees that a worker on another machine uses the same weights as the client. Activations come from
+the Trace of each window (mlp_acts, attn), the same forward pass as everywhere else; candidates are
+gathered over a batch of windows and reduced by topk.fold, so memory stays at one batch (BATCH_TOKENS)
+whatever the shard's size.
 """
 from __future__ import annotations
 
 import hashlib
 
 import numpy as np
-
-from minigpt2.errors import LoadError
 
 from .topk import Partial, fold
 
@@ -34,15 +33,13 @@ def model_fingerprint(model) -> str:
 
 
 def worker_model(source: str, fingerprint: str):
-    """The model at source, loaded once per process and checked against the client's fingerprint."""
+    """The model at source, loaded once per process (its weights memory-mapped: corpus.mapped) and checked
+    against the client's fingerprint."""
     model = _MODELS.get((source, fingerprint))
     if model is None:
-        from minigpt2 import load
+        from .mapped import load_mapped
 
-        model = load(source)
-        if model_fingerprint(model) != fingerprint:
-            raise LoadError(f"a worker loaded other weights from {source} than the client did; every worker "
-                            "must see the same model files at that path")
+        model = load_mapped(source, fingerprint, model_fingerprint)
         _MODELS.clear()
         _MODELS[(source, fingerprint)] = model
     return model
