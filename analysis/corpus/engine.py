@@ -9,6 +9,8 @@ rescheduled by Dask; each shard is committed once, by its number, so no example 
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import sys
 import time
@@ -24,6 +26,7 @@ from .store import Store, check_store_out
 from .topk import tree_merge
 
 SHARD_TOKENS = 1 << 18          # tokens per shard (whole windows): a few minutes of GPT-2 small on one core
+IN_FLIGHT = 3                   # shards submitted per worker at a time (its next ones wait in the client)
 
 
 @contextmanager
@@ -97,28 +100,46 @@ def build_store(files, model, source_dir: str, out, seq_len: int = 64, top: int 
     return {**header, "run_s": run_s}
 
 
+def _slots(client) -> int:
+    """Shards to keep in flight: IN_FLIGHT per worker thread now in the cluster (workers may join later)."""
+    return IN_FLIGHT * max(1, sum(client.nthreads().values()))
+
+
 def _run(store, todo, plan, corpus, starts, lengths, source_dir, fp, top, workers, scheduler, sizes, progress,
          say) -> None:
     from distributed import as_completed
     from tqdm.auto import tqdm
 
-    with cluster(workers, scheduler) as client:
+    run_id = hashlib.blake2b(json.dumps(store.header, sort_keys=True).encode(), digest_size=8).hexdigest()
+    with cluster(workers, scheduler) as client:                # (a task's key: this run's header and shard)
         link = _dashboard(client)
         if link:
             say(f"Dask dashboard: {link}")
-        futures = {}
-        for i in todo:
-            a, b = plan[i]
-            ids = corpus.ids[starts[a]:starts[b - 1] + lengths[b - 1]]         # windows are consecutive
-            fut = client.submit(run_shard, source_dir, fp, ids, starts[a:b], lengths[a:b], top,
-                                key=f"minigpt2-corpus-{fp[:12]}-{i}")
-            futures[fut] = i
+        pending, futures, running = iter(todo), {}, as_completed()
+
+        def submit() -> None:                  # a few shards a worker in flight: the client holds the rest
+            i = next(pending, None)
+            if i is not None:
+                a, b = plan[i]
+                ids = corpus.ids[starts[a]:starts[b - 1] + lengths[b - 1]]     # a shard's windows are consecutive
+                fut = client.submit(run_shard, source_dir, fp, ids, starts[a:b], lengths[a:b], top,
+                                    key=f"minigpt2-corpus-{run_id}-{i}")
+                futures[fut] = i
+                running.add(fut)
+
+        for _ in range(_slots(client)):
+            submit()
         total = int(lengths.sum())
         with tqdm(total=total, initial=total - sum(sizes[i] for i in todo), unit="tok", unit_scale=True,
                   desc="corpus", disable=not progress, file=sys.stderr, smoothing=0.1) as bar:
-            for fut in as_completed(futures):
+            for fut in running:
                 i = futures.pop(fut)
                 store.commit_shard(i, fut.result())
                 bar.update(sizes[i])
                 fut.release()
+                while len(futures) < _slots(client):
+                    before = len(futures)
+                    submit()
+                    if len(futures) == before:
+                        break
 
