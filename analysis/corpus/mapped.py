@@ -32,8 +32,8 @@ def _mapped(source: str, folder: Path):
     from minigpt2.tokenizer import GPT2Tokenizer
 
     try:
-        arrays = {f.name: np.load(folder / f"{f.name}.npy", mmap_mode="r", allow_pickle=False)
-                  for f in fields(Params)}
+        arrays = {f.name: np.asarray(np.load(folder / f"{f.name}.npy", mmap_mode="r", allow_pickle=False))
+                  for f in fields(Params)}                  # plain read-only views of the maps, not np.memmap
     except (OSError, ValueError):
         return None
     cfg = GPT2Config.from_file(Path(source) / "config.json")
