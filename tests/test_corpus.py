@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import minigpt2
 from analysis.cli import main
@@ -85,6 +87,33 @@ def store(corpus_files, scheduler, tmp_path_factory) -> Path:
 
 def files_of(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+# -- the selection alone: any grouping into shards and batches gives the brute force's top k ---------------
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 6), st.integers(1, 40), st.integers(1, 5), st.data())
+def test_top_k_of_any_shards_and_batches_is_the_sorted_brute_force(k, n, rows, data):
+    """Values drawn from a few integers (ties everywhere), keys ascending, cut into random shards, each folded
+    in random batches, the shards tree-merged: the top k by (value desc, key asc) of every row."""
+    from analysis.corpus.topk import Partial, fold, ranked, tree_merge
+
+    vals = np.array(data.draw(st.lists(st.lists(st.integers(-2, 2), min_size=n, max_size=n), min_size=rows,
+                                       max_size=rows)), np.float32)
+    keys = np.cumsum(np.array(data.draw(st.lists(st.integers(1, 3), min_size=n, max_size=n)), np.int64))
+    cuts = sorted(set(data.draw(st.lists(st.integers(1, n - 1), max_size=5)))) if n > 1 else []
+    parts = []
+    for a, b in zip([0, *cuts], [*cuts, n]):
+        top = (np.zeros((rows, 0), np.float32), np.zeros((rows, 0), np.int64))
+        inner = sorted(set(data.draw(st.lists(st.integers(a + 1, b - 1), max_size=3)))) if b - a > 1 else []
+        for c, d in zip([a, *inner], [*inner, b]):
+            top = fold(*top, vals[:, c:d], keys[c:d], k)
+        zeros = np.zeros(rows)
+        parts.append(Partial(*top, zeros, zeros, zeros, *top, zeros, b - a))
+    merged = tree_merge(parts, k)
+    got = ranked(merged.n_vals, merged.n_keys)
+    for r in range(rows):
+        want = sorted(zip(-vals[r], keys))[:k]
+        assert [(-v, key) for v, key in want] == list(zip(got[0][r].tolist(), got[1][r].tolist()))
 
 
 # -- the brute force: every window run alone, every candidate listed, sorted by (-value, place) ----------------
@@ -350,6 +379,7 @@ def _bad_files(d: Path) -> dict:
     (d / "empty.txt").write_text("")
     (d / "blank.jsonl").write_text("\n\n")
     (d / "good.txt").write_text("some good text")
+    os.mkfifo(d / "pipe.txt")                                       # never opened for reading: it would hang
     return {"latin1.txt": r"latin1.txt is not UTF-8: byte 0xe9 at offset 3",
             "notjson.jsonl": r"notjson.jsonl line 2 is not JSON",
             "notext.jsonl": r'notext.jsonl line 1 has no "text" field',
@@ -359,7 +389,8 @@ def _bad_files(d: Path) -> dict:
             "empty.txt": r"the corpus is empty: .*empty.txt",
             "blank.jsonl": r"the corpus is empty: .*blank.jsonl",
             "missing.txt": r"missing.txt: No such file or directory",
-            ".": r"is a folder, not a regular file"}
+            ".": r"is a folder, not a regular file",
+            "pipe.txt": r"pipe.txt: is a FIFO \(named pipe\), not a regular file"}
 
 
 def test_bad_input_files_are_one_line_naming_the_file_and_make_no_store(tmp_path, capsys):
