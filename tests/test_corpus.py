@@ -525,3 +525,22 @@ def test_neuron_prints_its_static_words_and_its_corpus_card(store, brute, capsys
     for rank, (v, place, name) in enumerate(want, 1):
         assert lines[5 + rank].split()[:2] == [str(rank), f"{-v:.4g}"]
         assert lines[5 + rank].endswith(f"[{name} doc {place[1]} token {place[2]}]")
+
+
+def test_the_progress_bar_counts_every_token_once(scheduler, tmp_path, capsys):
+    """Shards longer than a worker's batch report their progress as they go; the bar still ends at the total,
+    never beyond it."""
+    import re
+
+    from analysis.corpus.engine import build_store
+
+    (tmp_path / "long.txt").write_text(" ".join([TEXT_A, TEXT_B, TEXT_C] * 30), encoding="utf-8")
+    model = minigpt2.load(MODEL)
+    header = build_store([str(tmp_path / "long.txt")], model, str(MODEL), tmp_path / "bar", seq_len=SEQ, top=TOP,
+                         scheduler=scheduler, shard_tokens=1500, progress=True, say=print)
+    total = header["tokens"]["tokens"]
+    assert total > 3000 and header["tokens"]["shards"] >= 3
+    bars = [b for b in capsys.readouterr().err.replace("\r", "\n").splitlines() if b.startswith("corpus:")]
+    percent = [int(re.search(r"(\d+)%", b).group(1)) for b in bars]
+    assert percent[-1] == 100 and max(percent) == 100
+    assert any(0 < p < 100 for p in percent)                         # it moved in between

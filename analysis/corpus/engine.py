@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import sys
+import threading
 import time
 from contextlib import contextmanager
 
@@ -95,8 +96,9 @@ def build_store(files, model, source_dir: str, out, seq_len: int = 64, top: int 
         store.finish({"neurons.parquet": neurons, "neuron_stats.parquet": stats, "heads.parquet": heads})
     done = sum(shard_tokens_of[i] for i in todo)
     rate = f"{done:,} tokens run at {done / max(run_s, 1e-9):,.0f} tokens/s" if done else "nothing left to run"
+    docs = header["tokens"]["documents"]
     resumed = f"; {len(plan) - len(todo)} of {len(plan)} shards were done before" if len(todo) < len(plan) else ""
-    say(f"{store.path}: {corpus.n_tokens:,} tokens in {header['tokens']['documents']:,} documents ({rate}{resumed})")
+    say(f"{store.path}: {corpus.n_tokens:,} tokens in {docs:,} document{'s' * (docs != 1)} ({rate}{resumed})")
     return {**header, "run_s": run_s}
 
 
@@ -111,6 +113,7 @@ def _run(store, todo, plan, corpus, starts, lengths, source_dir, fp, top, worker
     from tqdm.auto import tqdm
 
     run_id = hashlib.blake2b(json.dumps(store.header, sort_keys=True).encode(), digest_size=8).hexdigest()
+    topic = f"minigpt2-corpus-{run_id}" if progress else None
     with cluster(workers, scheduler) as client:                # (a task's key: this run's header and shard)
         link = _dashboard(client)
         if link:
@@ -122,7 +125,7 @@ def _run(store, todo, plan, corpus, starts, lengths, source_dir, fp, top, worker
             if i is not None:
                 a, b = plan[i]
                 ids = corpus.ids[starts[a]:starts[b - 1] + lengths[b - 1]]     # a shard's windows are consecutive
-                fut = client.submit(run_shard, source_dir, fp, ids, starts[a:b], lengths[a:b], top,
+                fut = client.submit(run_shard, source_dir, fp, ids, starts[a:b], lengths[a:b], top, topic, i,
                                     key=f"minigpt2-corpus-{run_id}-{i}")
                 futures[fut] = i
                 running.add(fut)
@@ -132,10 +135,21 @@ def _run(store, todo, plan, corpus, starts, lengths, source_dir, fp, top, worker
         total = int(lengths.sum())
         with tqdm(total=total, initial=total - sum(sizes[i] for i in todo), unit="tok", unit_scale=True,
                   desc="corpus", disable=not progress, file=sys.stderr, smoothing=0.1) as bar:
+            shown, lock = dict.fromkeys(todo, 0), threading.Lock()       # tokens the bar counts, per shard
+
+            def advance(i: int, done: int) -> None:                       # never backwards, never past a shard
+                with lock:
+                    step = min(done, sizes[i]) - shown.get(i, sizes[i])
+                    if step > 0:
+                        shown[i] += step
+                        bar.update(step)
+
+            if progress:                                                  # workers say how far each shard is
+                client.subscribe_topic(topic, lambda event: advance(*event[1]))
             for fut in running:
                 i = futures.pop(fut)
                 store.commit_shard(i, fut.result())
-                bar.update(sizes[i])
+                advance(i, sizes[i])
                 fut.release()
                 while len(futures) < _slots(client):
                     before = len(futures)

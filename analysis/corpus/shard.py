@@ -53,10 +53,13 @@ class _Batch:
         self.n = (np.zeros((N, 0), np.float32), np.zeros((N, 0), np.int64))
         self.h = (np.zeros((Hs, 0), np.float32), np.zeros((Hs, 0), np.int64))
 
-    def add(self, n_vals, n_keys, h_vals, h_keys) -> None:
+    def add(self, n_vals, n_keys, h_vals, h_keys) -> bool:
+        """Whether this filled a batch (and folded it in)."""
         self.cols.append((n_vals, n_keys, h_vals, h_keys))
-        if sum(c[0].shape[1] for c in self.cols) >= BATCH_TOKENS:
-            self.flush()
+        if sum(c[0].shape[1] for c in self.cols) < BATCH_TOKENS:
+            return False
+        self.flush()
+        return True
 
     def flush(self) -> None:
         if not self.cols:
@@ -68,12 +71,24 @@ class _Batch:
         self.h = fold(*self.h, cat(hv, axis=1), cat(hk), self.k)
 
 
+def report(topic: str | None, shard: int, done: int) -> None:
+    """Tell the client how far this shard is (a Dask worker event on topic; nothing outside a worker)."""
+    if topic is None:
+        return
+    try:
+        from distributed import get_worker
+
+        get_worker().log_event(topic, (shard, done))
+    except (ImportError, ValueError):
+        pass
+
+
 def run_shard(source: str, fingerprint: str, ids: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
-              k: int) -> Partial:
+              k: int, topic: str | None = None, shard: int = 0) -> Partial:
     """Windows (their tokens ids, concatenated; each one's global start and length) -> Partial.
 
     Each window runs as <|endoftext|> + its tokens; position 0 is never ranked. A window's position p >= 1
-    is the token starts + p - 1."""
+    is the token starts + p - 1. topic: where to report progress (shard, tokens done) every batch."""
     model = worker_model(source, fingerprint)
     cfg = model.cfg
     L, H, m, n_ctx = cfg.n_layers, cfg.n_heads, cfg.d_mlp, cfg.n_ctx
@@ -94,7 +109,8 @@ def run_shard(source: str, fingerprint: str, ids: np.ndarray, starts: np.ndarray
         q, s = np.tril_indices(T)                                              # dest q+1, source s+1 <= q+1
         attn = tr.attn[:, :, 1:, 1:][:, :, q, s].reshape(Hs, q.size)           # [L, H, P] -> [L H, P]
         h_sum0 += tr.attn[:, :, 1:, 0].sum(axis=2, dtype=np.float64).reshape(Hs)
-        batch.add(np.ascontiguousarray(acts), start + np.arange(T, dtype=np.int64),
-                  attn, (start + q).astype(np.int64) * n_ctx + s + 1)
+        if batch.add(np.ascontiguousarray(acts), start + np.arange(T, dtype=np.int64),
+                     attn, (start + q).astype(np.int64) * n_ctx + s + 1):
+            report(topic, shard, offset)
     batch.flush()
     return Partial(*batch.n, n_sum, n_pos, n_max, *batch.h, h_sum0, int(lengths.sum()))
