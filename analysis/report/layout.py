@@ -100,6 +100,7 @@ LAYOUTS: dict[str, Layout | Callable] = {
     "attention": _grid("layer", "head"), "position0": _grid("head"),
     "attention_on_0": lambda t: Layout(heat=tuple(c for c in t.columns if c != "layer")),
     "effects": Layout(limit=200),
+    "corpus_heads": Layout(heat=("corpus attention on 0",), group_by=("layer",)),
 }
 
 
