@@ -39,6 +39,12 @@ def checkpoint(tmp_path_factory, gpt2_bpe_files):
 def test_the_readmes_python_cells_run_in_a_notebook(checkpoint, tmp_path, monkeypatch):
     monkeypatch.setenv("MINIGPT2_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
+    if "CorpusStore(\"store\")" in README.read_text(encoding="utf-8"):     # the corpus cells read a store
+        pytest.importorskip("dask.distributed", reason="dask[distributed] is not installed")
+        from analysis.cli import main
+        (tmp_path / "doc.txt").write_text("The baseball player hit a home run. " * 40, encoding="utf-8")
+        assert main(["corpus", str(tmp_path / "doc.txt"), "--model", str(checkpoint), "--out", "store",
+                     "--seq-len", "16", "--top", "3", "--workers", "1"]) == 0
     cells = readme_cells()
     assert any(c.startswith("report ") or c == "report" or c.startswith("report  ") for c in cells)
     nb = nbformat.v4.new_notebook()

@@ -18,6 +18,7 @@ from minigpt2.errors import Error, InputError
 
 from ..search.matches import DEFAULT_BIAS_THRESHOLD
 from .args import RANDOM_NOTE, _nonneg, _positive, _prompt, _show, _threshold, load_model, printable
+from .corpus import add_corpus_parsers, load_store
 from .experiments import add_experiment_parsers
 from .grad import add_grad_parsers, first_vector_arg, load_first_vector
 
@@ -59,6 +60,7 @@ def cmd_analyze(args) -> int:
 
     text = _prompt(args.text)
     check_out(args.out, force=args.force)          # before any computation: a bad --out costs nothing
+    corpus = load_store(args.corpus) if args.corpus else None
     model = load_model(args)
     heads = []
     for h in _listed(args.heads):
@@ -71,7 +73,7 @@ def cmd_analyze(args) -> int:
     report = analyze(model, text, k=args.k, metric=args.metric, bias_threshold=args.bias_threshold,
                      position=args.position, bos=not args.no_bos, use_cache=not args.no_cache,
                      progress=True, effects=args.effects, heads=heads, neurons=neurons,   # bars where watched
-                     first_vector=first)
+                     first_vector=first, corpus=corpus)
     out = report.write(args.out, force=args.force, progress=True)
     print("\n".join(_show(line) for line in summary_lines(report, out)))
     return 0
@@ -125,10 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add the total-effects tab: every head and neuron's attribution (one backward pass), and the "
                         "exact effect of ablating every head and the 256 neurons of largest |attribution|")
     first_vector_arg(a)
+    a.add_argument("--corpus", metavar="STORE", help="a corpus store of this model (minigpt2 corpus): each neuron's "
+                   "and head's top contexts in real text join the tables")
     a.set_defaults(func=cmd_analyze)
 
     add_experiment_parsers(sub)
     add_grad_parsers(sub)
+    add_corpus_parsers(sub)
 
     g = sub.add_parser("generate", help="greedy text generation")
     g.add_argument("prompt")

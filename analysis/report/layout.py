@@ -117,6 +117,7 @@ LAYOUTS: dict[str, Layout | Callable] = {
     "attention_on_0": lambda t: Layout(heat=tuple(c for c in t.columns if c != "layer")),
     "effects": Layout(limit=200, order="largest |total effect|"),
     "predictions": Layout(tokens=("predicted", "actual next"), text=("prefix",)),
+    "corpus_heads": Layout(heat=("corpus attention on 0",), group_by=("layer",)),
 }
 
 

@@ -33,17 +33,17 @@ from minigpt2.folder import LOCK_NAME, LOCK_WAIT_S, NOFOLLOW, NONBLOCK, Folder, 
 from minigpt2.signals import guarded, held
 
 MANIFEST = "minigpt2-report.json"
-_OWN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\.(csv|html|npy|npz|json|svg)\Z")   # what a report writes
+_OWN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\.(csv|html|npy|npz|json|svg|parquet)\Z")   # what a report (or store) writes
 _SHA256 = re.compile(r"[0-9a-f]{64}\Z")
 MANIFEST_LIMIT = 1 << 20            # bytes: a real manifest is a few KB
 
 
-def read_manifest(folder: Folder) -> list[dict] | None:
+def read_manifest(folder: Folder, manifest: str = MANIFEST) -> list[dict] | None:
     """The records {name, size, sha256} of the earlier report in folder, or None when its MANIFEST is not a
     valid one (not a regular file, too large, not JSON, not minigpt2's). An older minigpt2's manifest (a
     list of names) is valid, with records that match no file: its files are foreign."""
     try:
-        data = json.loads(folder.read(MANIFEST, MANIFEST_LIMIT).decode("utf-8"))
+        data = json.loads(folder.read(manifest, MANIFEST_LIMIT).decode("utf-8"))
     except (OSError, ValueError, RecursionError):
         return None
     if not (isinstance(data, dict) and data.get("tool") == "minigpt2" and isinstance(data.get("files"), list)):
@@ -95,20 +95,20 @@ def _passing(name: str) -> bool:
     return bool(TMP_RE.match(name)) or name == LOCK_NAME
 
 
-def _check(folder: Folder, names, force: bool) -> list[dict]:
-    """OutputError unless a report of files names may go into folder (the rules above); else the earlier
-    report's records ([] when there is none)."""
+def _check(folder: Folder, names, force: bool, manifest: str = MANIFEST, what: str = "report") -> list[dict]:
+    """OutputError unless a report (what: or a corpus store, with its own manifest) of files names may go
+    into folder (the rules above); else the earlier one's records ([] when there is none)."""
     path = folder.path
-    if folder.lstat(MANIFEST) is not None:
-        records = read_manifest(folder)
+    if folder.lstat(manifest) is not None:
+        records = read_manifest(folder, manifest)
         if records is None:     # even with --force: a report would replace a file it did not write
-            raise OutputError(f"{path / MANIFEST} is not a minigpt2 report's manifest, and a report would "
+            raise OutputError(f"{path / manifest} is not a minigpt2 {what}'s manifest, and a {what} would "
                               "replace it; move it away or choose another --out")
     else:
         records = []
         if not force and any(not _passing(n) for n in folder.names()):
-            raise OutputError(f"{path} is not empty and holds no minigpt2 report; choose a new or empty folder, "
-                              "or add --force to write the report's files into it (nothing else is touched)")
+            raise OutputError(f"{path} is not empty and holds no minigpt2 {what}; choose a new or empty folder, "
+                              f"or add --force to write the {what}'s files into it (nothing else is touched)")
     foreign = []
     for name in names:
         st = folder.lstat(name)
@@ -123,10 +123,11 @@ def _check(folder: Folder, names, force: bool) -> list[dict]:
     return records
 
 
-def check_out(out: str | Path, force: bool = False) -> Path:
-    """The folder a report may be written to, or OutputError saying why not. Touches nothing."""
+def check_out(out: str | Path, force: bool = False, manifest: str = MANIFEST, what: str = "report") -> Path:
+    """The folder a report (or a corpus store: what, with its manifest) may be written to, or OutputError
+    saying why not. Touches nothing."""
     if not str(out).strip():
-        raise OutputError("--out is empty: name a folder for the report, e.g. --out minigpt2-report")
+        raise OutputError(f"--out is empty: name a folder for the {what}, e.g. --out minigpt2-{what.split()[-1]}")
     path = Path(out).expanduser()
     if path.is_symlink() and not path.exists():
         raise OutputError(f"{path} is a symbolic link to nothing (or a loop); choose another --out")
@@ -140,7 +141,7 @@ def check_out(out: str | Path, force: bool = False) -> Path:
     except OSError as e:
         raise OutputError(f"cannot open {path}: {e.strerror or e}") from None
     with folder:
-        _check(folder, (), force)
+        _check(folder, (), force, manifest, what)
     if not os.access(path, os.W_OK | os.X_OK):
         raise OutputError(f"{path} is not writable")
     return path

@@ -26,6 +26,7 @@ from . import effects as ef
 from . import experiments as ex
 from . import stream as st
 from . import tables as tb
+from .corpus import check_store, with_corpus
 
 
 @dataclass(repr=False)
@@ -113,7 +114,8 @@ def _as_ids(model, text, ids, bos: bool):
 def analyze(model, text=None, ids=None, k: int = 10, metric: str = "cosine",
             bias_threshold: float = DEFAULT_BIAS_THRESHOLD, position: int = -1, bos: bool = True,
             use_cache: bool = True, progress: bool = True, effects: bool = False,
-            heads: list[tuple[int, int]] = (), neurons: list[tuple[int, int]] = (), first_vector=None) -> Report:
+            heads: list[tuple[int, int]] = (), neurons: list[tuple[int, int]] = (), first_vector=None,
+            corpus=None) -> Report:
     """Run the model on a prompt and build every table of the essay.
 
     text: the prompt (a str, encoded with BOS first unless bos=False), or token ids; ids: token ids.
@@ -122,6 +124,7 @@ def analyze(model, text=None, ids=None, k: int = 10, metric: str = "cosine",
         prompt must start with <|endoftext|>), e.g. tune-bos's bos.npy: the run is Edit.resid(0, 0, v).
     effects: also rank heads and neurons by total effect (each head and the 256 neurons of largest
         |attribution| ablated alone; many forward passes) beside every one's attribution (one backward pass).
+    corpus: a corpus store (analysis.corpus.store.CorpusStore) of this model: its top contexts join the tables.
     """
     check_model(model)                                   # every argument first, before any work
     check_metric(metric)
@@ -135,6 +138,8 @@ def analyze(model, text=None, ids=None, k: int = 10, metric: str = "cosine",
     cfg = model.cfg
     heads = check_pairs(heads, "heads", "head", cfg.n_layers, cfg.n_heads)       # duplicates dropped, order kept
     neurons = check_pairs(neurons, "neurons", "neuron", cfg.n_layers, cfg.d_mlp)
+    if corpus is not None:
+        check_store(corpus, model)
     timings, t0 = {}, time.perf_counter()
 
     def lap(name):
@@ -185,6 +190,8 @@ def analyze(model, text=None, ids=None, k: int = 10, metric: str = "cosine",
            for t in step()]                                                      # a bar only past a second
     if heads or neurons:
         out.insert(0, tb.selected_table(ctx, pm, mm, nm, heads, neurons))
+    if corpus is not None:
+        out = with_corpus(out, corpus, model)
     lap("tables")
     if effects:
         out.append(ef.total_effects_table(model, trace, ctx.tokens, progress=progress))
@@ -196,7 +203,8 @@ def analyze(model, text=None, ids=None, k: int = 10, metric: str = "cosine",
     settings = {"model": model.source, "metric": metric, "k": k, "bias threshold": bias_threshold,
                 "stream position": position % trace.n_tokens,
                 "BOS": ("tuned vector" if edits else "yes") if trace.ids[0] == model.cfg.bos_token_id else "no",
-                "minigpt2": __version__, "date": date.today().isoformat()}
+                "minigpt2": __version__, "date": date.today().isoformat(),
+                **({"corpus": corpus.path.name} if corpus is not None else {})}
     return Report(text=title, model_source=model.source, tables={t.name: t for t in out}, correct=correct,
                   total=total, decomposition_error=error, words_dropped=vocab.n_dropped, word_filter=vocab.filter,
                   tokens=ctx.tokens, settings=settings, timings=timings, arrays=tb.neuron_arrays(ctx),
