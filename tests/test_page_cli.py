@@ -43,6 +43,9 @@ def test_a_model_is_one_line_saying_whether_its_weights_are_random(tiny_dir):
     r = repr(minigpt2.load(tiny_dir))
     assert "\n" not in r and "2 layers x 4 heads" in r and "d_model 64" in r and "RANDOM weights" in r
     assert "RANDOM" not in repr(minigpt2.load(FIXTURES / "tiny-hub"))
+    from analysis import analyze
+    rep = analyze(minigpt2.load(tiny_dir), "hi there", k=3, progress=False)
+    assert repr(rep).endswith("; RANDOM weights (make-checkpoint): the words mean nothing>") and rep.random_weights
 
 
 def test_generate_and_analyze_say_random_weights_after_their_output(tiny_dir, tmp_path, capsys):

@@ -56,7 +56,8 @@ class Report:
 
     def __repr__(self) -> str:
         return (f"<Report {self.text[:60]!r}: {len(self.tokens)} tokens, predicts {self.correct}/{self.total}, "
-                f"tables {', '.join(self.tables)}>")
+                f"tables {', '.join(self.tables)}"
+                + ("; RANDOM weights (make-checkpoint): the words mean nothing>" if self.random_weights else ">"))
 
     @property
     def subtitle(self) -> str:
