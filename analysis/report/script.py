@@ -126,7 +126,8 @@ jump.addEventListener('keydown',function(e){if(e.key!=='Enter')return;var q=this
  at=(at+1)%hits.length;var x=hits[at],more=' (match '+(at+1)+' of '+hits.length+'; Enter: next)';
  if(x.tok!==undefined){tokenView(x.tok,tv.dataset.l||0);status.value='token view: '+D.tokens[x.tok]+more;return;}
  var f2=x.tr.closest('figure.head');if(f2)pickHead(f2.dataset.l+'-'+f2.dataset.h);open(x.p.id.slice(2));
- x.tr.hidden=false;x.tr.classList.add('hit');x.tr.scrollIntoView({block:'center'});status.value='found in '+tabName(x.p)+more;});
+ x.tr.hidden=false;x.tr.classList.add('hit');x.tr.scrollIntoView({block:'center'});status.value=(k&&k.h!==undefined&&hp?
+  'head '+k.l+'-'+k.h+' is not in the head view (a long prompt: its first heads only); ':'')+'found in '+tabName(x.p)+more;});
 /* -- sorting: a column header sorts its table (click, or Enter/Space when focused); again: reverse ----- */
 function num(s){s=s.trim();if(s==='--')return 0;var v=parseFloat(s);return s!==''&&isFinite(v)&&/^[-+]?[\d.]/.test(s)?v:null;}
 function sortBy(th){var tb=th.closest('table'),body=tb.tBodies[0],i=th.cellIndex,dir=th.getAttribute('aria-sort')==='descending'?1:-1;
