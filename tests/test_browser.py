@@ -343,3 +343,20 @@ def test_two_notebook_reports_on_one_page_each_have_their_own_tools(driver, page
     first.find_element(By.CSS_SELECTOR, "[data-filter]").send_keys("L0 H1")
     status = [r.find_element(By.CSS_SELECTOR, "[data-status]").text for r in roots]
     assert status[0].startswith('filter "L0 H1"') and not status[1].startswith("filter")
+
+
+def test_a_long_prompts_head_keeps_its_sources_and_queries_labelled_while_it_scrolls(driver, tiny, tmp_path_factory):
+    path, rep = _report(tiny, tmp_path_factory, " ".join([LONG.split("> ")[1]] * 3))       # 49 tokens
+    driver.get(path.as_uri())
+    jump(driver, "1-2")
+    fig = driver.find_element(By.CSS_SELECTOR, '#p-attended figure.head[data-l="1"][data-h="2"]')
+    box = fig.find_element(By.CSS_SELECTOR, ".scroll")
+    driver.execute_script("arguments[0].scrollLeft = 600; arguments[0].scrollTop = 400;", box)
+    left, top, src_left, q_top, sx, sy = driver.execute_script(
+        "var b=arguments[0],r=b.getBoundingClientRect(),rows=b.querySelectorAll('tbody tr'),mid=null;"
+        "for(var i=0;i<rows.length;i++){if(rows[i].getBoundingClientRect().top>r.top+150){mid=rows[i];break;}}"
+        "return [r.left, r.top, mid.querySelector('td.tok').getBoundingClientRect().left,"
+        " b.querySelector('thead th[data-pos]').getBoundingClientRect().top, b.scrollLeft, b.scrollTop]", box)
+    assert len(rep.tokens) == 49 and sx > 300 and sy > 300           # it scrolled both ways ...
+    assert abs(src_left - left) <= 2 and abs(q_top - top) <= 2        # ... the source column and the query
+                                                                      #     headers stayed at its edges
