@@ -25,7 +25,7 @@ class Shown:
 
     def __call__(self, ids) -> list[str]:
         ids = [int(i) for i in ids]
-        missing = sorted(set(ids) - set(self.cache))
+        missing = sorted({i for i in ids if i not in self.cache})      # not set(self.cache): that is O(V) a call
         if missing:
             self.cache.update(zip(missing, (show_token(s) for s in self.tokenizer.token_strings(missing))))
         return [self.cache[i] for i in ids]

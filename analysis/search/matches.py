@@ -27,7 +27,7 @@ DEFAULT_BIAS_THRESHOLD = 2.0
 
 
 @contextmanager
-def _collector_paused():
+def collector_paused():
     """For making ~10^5 small objects that all stay alive: the cyclic garbage collector would otherwise run
     hundreds of times meanwhile, each time over the growing heap (its time in a GPT-2 8-token analyze():
     0.55 s with, 0.31 s without; 0.25 s before the Scored columns). Exact tuples of plain values are
@@ -60,7 +60,7 @@ class Matches:
         z = vocab.bias_z[ids].mean(axis=-1)
         high = np.abs(z) > threshold
         shown = vocab.shown
-        with _collector_paused():
+        with collector_paused():
             words = [itemgetter(*row)(shown) if k > 1 else (shown[row[0]],) for row in ids.reshape(-1, k).tolist()]
             words = np.fromiter(words, object, len(words))                      # fromiter: tuples stay whole
         flat = [HIGH_BIAS if hb else ", ".join(w) for w, hb in zip(words.tolist(), high.reshape(-1).tolist())]
@@ -80,7 +80,7 @@ class Matches:
     def scored(self) -> np.ndarray:
         """[*S] object: each vector's Scored tuple (words, scores, bias_z, high_bias), made once, in bulk."""
         k = self.scores.shape[-1]
-        with _collector_paused():
+        with collector_paused():
             scores = zip(*[iter(self.scores.reshape(-1).tolist())] * k)        # k-tuples of floats, in C
             each = zip(self.words.reshape(-1).tolist(), scores, self.bias_z.reshape(-1).tolist(),
                        self.high_bias.reshape(-1).tolist())

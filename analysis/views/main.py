@@ -17,7 +17,7 @@ from ..report.table import Table
 from ..search.guard import (check_flag, check_int, check_model, check_pairs, check_range, check_vector, recorded,
                             weights)
 from ..search.knn import check_metric
-from ..search.matches import DEFAULT_BIAS_THRESHOLD
+from ..search.matches import DEFAULT_BIAS_THRESHOLD, collector_paused
 from ..search.neurons import neuron_meanings
 from ..search.spaces import build_vocab, clip, show_token
 from . import cards as cd
@@ -187,8 +187,9 @@ def analyze(model, text=None, ids=None, k: int = 10, metric: str = "cosine",
              stream_tables,
              lambda: [tb.attention_grid_table(ctx), *ex.position_tables(model, trace, ctx.tokens)]]
     from minigpt2.progress import tqdm
-    out = [t for step in tqdm(steps, desc="tables", unit="step", disable=not progress, leave=False, delay=1)
-           for t in step()]                                                      # a bar only past a second
+    with collector_paused():            # ~10^5 rows and cells, all kept: no garbage for the collector to find
+        out = [t for step in tqdm(steps, desc="tables", unit="step", disable=not progress, leave=False, delay=1)
+               for t in step()]                                                  # a bar only past a second
     if heads or neurons:
         out.insert(0, tb.selected_table(ctx, pm, mm, nm, heads, neurons))
     if corpus is not None:
