@@ -332,8 +332,13 @@ def test_a_dask_scheduler_and_worker_started_here_give_the_same_store_though_a_w
                                    "--no-dashboard"], env=env, stderr=subprocess.DEVNULL)
         argv = ["corpus", *corpus_files, "--model", str(MODEL), "--out", str(tmp_path / "remote"), "--seq-len",
                 str(SEQ), "--top", str(TOP), "--shard-tokens", "10", "--scheduler", address]
-        run = paused_run(argv, 1)
         with distributed.Client(address) as client:
+            # Both nannies must have started their workers: a worker killed while its nanny is still starting
+            # is a failed start, and `dask worker` then exits with every worker (no restart, a run that waits
+            # forever). Registering a plugin with the nannies returns once no nanny is starting.
+            client.wait_for_workers(2, timeout=60)
+            client.register_plugin(distributed.diagnostics.plugin.NannyPlugin(), name="nannies-started")
+            run = paused_run(argv, 1)
             before = client.run(os.getpid)
             os.kill(next(iter(before.values())), signal.SIGKILL)
             run.stdin.write("\n")
