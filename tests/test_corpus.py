@@ -257,6 +257,60 @@ def test_one_local_worker_and_another_shard_size_give_the_same_store(store, corp
     assert all(big[n] == files_of(store)[n] for n in TABLES)
 
 
+def test_a_cluster_with_no_workers_is_named_once_and_the_run_ends_the_same_when_a_worker_joins(
+        store, corpus_files, tmp_path, monkeypatch):
+    """A --scheduler cluster without workers: the run says so (once, at two checks apart), waits as Dask does,
+    and when a worker joins it ends with the same store as any other cluster."""
+    import logging
+
+    from analysis.corpus import engine
+
+    monkeypatch.setattr(engine, "NO_WORKERS_S", 0.05)
+    said, waiting, errors = [], threading.Event(), []
+
+    def say(line: str) -> None:
+        said.append(line)
+        if line.startswith("waiting for Dask workers"):
+            waiting.set()
+
+    def run(address: str) -> None:
+        try:
+            model = minigpt2.load(MODEL)
+            model.source = str(MODEL)                               # as `corpus --model MODEL` records it
+            engine.build_store(corpus_files, model, str(MODEL.resolve()), tmp_path / "late", seq_len=SEQ,
+                               top=TOP, scheduler=address, shard_tokens=10, say=say)
+        except BaseException as e:                                  # noqa: BLE001 (reported by the test)
+            errors.append(e)
+
+    with distributed.LocalCluster(n_workers=0, threads_per_worker=1, dashboard_address=":0",
+                                  silence_logs=logging.ERROR) as lc:
+        t = threading.Thread(target=run, args=(lc.scheduler_address,), daemon=True)
+        t.start()
+        assert waiting.wait(60), (said, errors)
+        lc.scale(1)
+        t.join(120)
+    assert not t.is_alive() and not errors, errors
+    waits = [line for line in said if line.startswith("waiting")]
+    assert len(waits) == 1 and lc.scheduler_address in waits[0] and "dask worker" in waits[0]
+    assert files_of(tmp_path / "late") == files_of(store)
+
+
+def test_workers_that_load_other_weights_than_the_client_stop_the_run_and_leave_no_folder(scheduler, corpus_files,
+                                                                                        tmp_path):
+    """The model folder changed between the client's load and the workers' (or differs on another machine):
+    the first shard fails with one line naming it, and the store folder this run made is gone again."""
+    from analysis.corpus import engine
+    from minigpt2.errors import LoadError
+
+    model = minigpt2.load(MODEL)
+    model.params.W_in[0, 0, 0] += 1.0                               # what the client ran is not what the files hold
+    out = tmp_path / "new" / "store"
+    with pytest.raises(LoadError, match="other weights .* same model files"):
+        engine.build_store(corpus_files, model, str(MODEL.resolve()), out, seq_len=SEQ, top=TOP,
+                           scheduler=scheduler, shard_tokens=10, say=lambda line: None)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_workers_map_the_weights_from_the_cache_and_never_use_a_damaged_copy(store, corpus_files, module_cache,
                                                                             tmp_path):
     model = minigpt2.load(MODEL)

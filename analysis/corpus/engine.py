@@ -5,7 +5,8 @@ Without a scheduler address it starts a LocalCluster of `workers` processes (one
 connects to an existing cluster (`dask scheduler` / `dask worker`): the same code path. Workers receive a
 model folder path (a hub id is resolved to its local snapshot here; on other machines the same path must
 hold the same files, which each worker checks by fingerprint). A worker lost mid-run has its shards
-rescheduled by Dask; each shard is committed once, by its number, so no example is counted twice.
+rescheduled by Dask; each shard is committed once, by its number, so no example is counted twice. When an
+existing cluster has no workers left, Dask (and the run) waits for new ones, and the run says so.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from .topk import tree_merge
 
 SHARD_TOKENS = 1 << 18          # tokens per shard (whole windows): a few minutes of GPT-2 small on one core
 IN_FLIGHT = 3                   # shards submitted per worker at a time (its next ones wait in the client)
+NO_WORKERS_S = 15.0             # a --scheduler run says so when its cluster had no workers at two checks this apart
 
 
 @contextmanager
@@ -107,6 +109,23 @@ def _slots(client) -> int:
     return IN_FLIGHT * max(1, sum(client.nthreads().values()))
 
 
+def _watch_workers(client, scheduler: str, say, stop: threading.Event, every: float) -> None:
+    """While the run goes: say once, each time it happens, that the cluster at scheduler has had no workers at
+    two checks `every` seconds apart. (A remote cluster's workers may all be gone: Dask waits for new ones to
+    join, and so does the run, which would otherwise wait without a word.)"""
+    said, last = False, 1                           # said for this stretch without workers; workers at the last check
+    while not stop.wait(every):
+        try:
+            n = len(client.nthreads())
+        except Exception:                           # noqa: BLE001 (the client is closing: the run is ending)
+            return
+        if n == 0 and last == 0 and not said:
+            say(f"waiting for Dask workers: the cluster at {scheduler} has none (start some with `dask worker "
+                f"{scheduler}`); finished shards are kept: Ctrl-C stops, and the same command resumes")
+            said = True
+        said, last = said and n == 0, n
+
+
 def _run(store, todo, plan, corpus, starts, lengths, source_dir, fp, top, workers, scheduler, sizes, progress,
          say) -> None:
     from distributed import as_completed
@@ -146,14 +165,21 @@ def _run(store, todo, plan, corpus, starts, lengths, source_dir, fp, top, worker
 
             if progress:                                                  # workers say how far each shard is
                 client.subscribe_topic(topic, lambda event: advance(*event[1]))
-            for fut in running:
-                i = futures.pop(fut)
-                store.commit_shard(i, fut.result())
-                advance(i, sizes[i])
-                fut.release()
-                while len(futures) < _slots(client):
-                    before = len(futures)
-                    submit()
-                    if len(futures) == before:
-                        break
+            stop = threading.Event()
+            if scheduler:
+                threading.Thread(target=_watch_workers, args=(client, scheduler, say, stop, NO_WORKERS_S),
+                                 daemon=True).start()
+            try:
+                for fut in running:
+                    i = futures.pop(fut)
+                    store.commit_shard(i, fut.result())
+                    advance(i, sizes[i])
+                    fut.release()
+                    while len(futures) < _slots(client):
+                        before = len(futures)
+                        submit()
+                        if len(futures) == before:
+                            break
+            finally:
+                stop.set()
 

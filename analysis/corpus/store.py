@@ -104,8 +104,12 @@ class Store:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.folder.close()
+    def __exit__(self, exc_type, *exc):
+        if exc_type is None:
+            self.folder.close()
+            return
+        with held():                        # a run that failed or was stopped before its first commit leaves
+            close_removing(self.folder, self.made)      # no folder it made (only while empty: shards stay)
 
     @property
     def done(self) -> set[int]:
