@@ -7,9 +7,11 @@ path as a remote cluster; one run starts its own with --workers 1.
 """
 from __future__ import annotations
 
+import html
 import io
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -547,7 +549,63 @@ def test_analyze_with_corpus_adds_each_neurons_and_heads_top_contexts(store, tmp
         want = ht[(int(r["layer"]), int(r["head"]), 2)]
         assert r["corpus #2"] == f"{want['context']} ({want['attention']:.3g})"
         assert float(r["corpus attention on 0"]) == pytest.approx(want["attention_on_0"], rel=1e-6)
-    assert "Heads in the corpus" in (out / "index.html").read_text(encoding="utf-8")
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert "Heads in the corpus" in page
+    figures = dict(((int(l), int(h)), body) for l, h, body in re.findall(
+        r'<figure class="head" data-l="(\d+)" data-h="(\d+)">(.*?)</figure>', page, re.S))
+    assert len(figures) == 3 * 4                                    # each head's events beside its patterns
+    for (l, h), body in figures.items():
+        (items,) = re.findall(r'<div class="corpus">.*?<ol>(.*?)</ol>', body, re.S)
+        want = [f"{ht[l, h, k]['context']} ({ht[l, h, k]['attention']:.3g})" for k in (1, 2, 3)]
+        assert [html.unescape(i) for i in re.findall(r"<li>(.*?)</li>", items)] == want
+        assert f"<strong>{ht[l, h, 1]['attention_on_0']:.2f}</strong>" in body.split('<div class="corpus">')[1]
+
+
+def test_a_neuron_card_shows_its_corpus_contexts_or_says_where_they_are(store, tmp_path):
+    """In a real browser: the card of a neuron in the page's neurons tab shows its corpus columns; one beyond
+    the tab's rows names the command that prints them."""
+    import csv
+    import shutil
+
+    pytest.importorskip("selenium")
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        pytest.skip("no chromium and chromium-driver installed")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    out = tmp_path / "report"
+    assert main(["analyze", "The cat sat", "--model", str(MODEL), "--out", str(out), "--no-cache",
+                 "--corpus", str(store)]) == 0
+    rows = list(csv.DictReader((out / "neurons.csv").open(encoding="utf-8")))   # the page shows the first 150
+    top = {(r["layer"], r["neuron"], r["rank"]): r for r in pq.read_table(store / "neurons.parquet").to_pylist()}
+    o = Options()
+    for a in ["--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,900"]:
+        o.add_argument(a)
+    o.binary_location = shutil.which("chromium")
+    d = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=o)
+    try:
+        d.get((out / "index.html").as_uri())
+
+        def card(l, n) -> str:
+            box = d.find_element(By.CSS_SELECTOR, "[data-jump]")
+            box.clear()
+            box.send_keys(f"L{l} N{n}", Keys.ENTER)
+            return d.find_element(By.CSS_SELECTOR, "#p-neuron_card .ncbody").text
+
+        for r in (rows[0], rows[149]):
+            l, n = int(r["layer"]), int(r["neuron"])
+            text = card(l, n)
+            assert "In the corpus" in text
+            for k in (1, 2, 3):
+                assert f"corpus #{k} {top[l, n, k]['context']} ({top[l, n, k]['activation']:.3g})" in text
+        l, n = int(rows[150]["layer"]), int(rows[150]["neuron"])
+        text = card(l, n)
+        assert "In the corpus" not in text and f"minigpt2 neuron {l}-{n} --corpus STORE" in text
+    finally:
+        d.quit()
 
 
 def test_a_store_of_another_model_is_refused_by_analyze_and_neuron(store, tmp_path, capsys):

@@ -3,6 +3,7 @@
 A head's figure has a row per source token (its pattern words and message words) and, as a heat map, the
 attention each query gave it, under column headers that are the query tokens; its caption says how much
 the head attends to position 0 and, in layer 0, its position-0 bias from the position embeddings alone.
+With a corpus store (analyze --corpus), the head's strongest corpus events follow its patterns and messages.
 The page's script shows one figure at a time (a head chooser, the jump box); without script every figure
 is a static table, one under the other.
 """
@@ -37,6 +38,28 @@ def _attention_on_0(tables: dict) -> dict[tuple[int, int], float]:
             if c.startswith("head ") and r[i] is not None}
 
 
+def _corpus_events(tables: dict) -> dict[tuple[int, int], tuple]:
+    """{(layer, head): (mean attention on 0, [its top events])} from the corpus_heads table (analyze --corpus)."""
+    t = tables.get("corpus_heads")
+    if t is None:
+        return {}
+    li, hi, oi = (t.columns.index(c) for c in ("layer", "head", "corpus attention on 0"))
+    ci = [i for i, c in enumerate(t.columns) if c.startswith("corpus #")]
+    return {(r[li], r[hi]): (r[oi], [r[i] for i in ci if r[i]]) for r in t.rows}
+
+
+def _corpus_html(events: tuple | None) -> str:
+    """A head's corpus events under its patterns and messages (nothing without --corpus)."""
+    if events is None:
+        return ""
+    on0, top = events
+    said = "" if on0 is None else f": mean attention on position 0, <strong>{on0:.2f}</strong>"
+    items = "".join(f"<li>{esc(e)}</li>" for e in top) or "<li>none</li>"
+    return (f'<div class="corpus"><p><strong>In the corpus</strong>{said}. Its strongest attention to a source '
+            f"other than position 0 (the source between ⟨ ⟩, the query between ⟦ ⟧, the weight):</p><ol>{items}"
+            "</ol></div>")
+
+
 def _caption(l: int, h: int, on0: dict, bias0: dict) -> str:
     parts = [f"<strong>Head {l}-{h}</strong> (L{l} H{h})"]
     if (l, h) in on0:
@@ -60,7 +83,7 @@ def heads_html(table, lay: Layout, tables: dict | None, chooser: bool = True) ->
     others = [c for c in cols if c in lay.heat and c in shown and c not in tokens]   # the per-source summaries
     qi, oi = [cols.index(c) for c in queries], [cols.index(c) for c in others]
     rows = table.rows if lay.limit is None else table.rows[: lay.limit]
-    on0, bias0 = _attention_on_0(tables), _position0_bias(tables)
+    on0, bias0, corpus = _attention_on_0(tables), _position0_bias(tables), _corpus_events(tables)
     groups: dict = {}
     for r in rows:
         groups.setdefault((r[li], r[hi]), []).append(r)
@@ -78,7 +101,7 @@ def heads_html(table, lay: Layout, tables: dict | None, chooser: bool = True) ->
             body.append(f'<tr>{"".join(tds)}</tr>')
         figs.append(f'<figure class="head" data-l="{l}" data-h="{h}"><figcaption>{_caption(l, h, on0, bias0)}'
                     f'</figcaption><div class="scroll"><table class="hv"><thead><tr>{head}</tr></thead><tbody>'
-                    + "".join(body) + "</tbody></table></div></figure>")
+                    + "".join(body) + f"</tbody></table></div>{_corpus_html(corpus.get((l, h)))}</figure>")
     n_heads = len({(r[li], r[hi]) for r in table.rows})
     more = "" if len(groups) == n_heads else (
         f'<p class="more">The page has {len(groups)} of the {n_heads} heads in {esc(table.name)}.csv (the first, '

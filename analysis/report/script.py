@@ -88,7 +88,9 @@ function heat(v){return 'h'+Math.min(10,Math.max(0,Math.round(v*10)));}
 function fmt(v){return v===0?'--':Math.abs(v)>=100?v.toFixed(0):Number(v.toPrecision(3)).toString();}
 function rowData(row){var hs=$$('thead th',row.closest('table')).map(function(th){return th.textContent;}),o={lists:{},vals:[]};
  ['input words','output words'].forEach(function(c){var i=hs.indexOf(c);if(i>=0)o.lists[c]=[row.cells[i].textContent,row.cells[i].classList.contains('hb')];});
- hs.forEach(function(c,i){if(/^\d+:/.test(c))o.vals.push(Number(row.cells[i].textContent.replace('--','0')));});return o;}
+ o.corpus=[];hs.forEach(function(c,i){if(/^\d+:/.test(c))o.vals.push(Number(row.cells[i].textContent.replace('--','0')));
+  else if(/^corpus /.test(c))o.corpus.push([c,row.cells[i].textContent]);});return o;}
+function corpusPage(){return $$('thead th',panel(uid+'neurons')||root).some(function(th){return th.textContent==='corpus #1';});}
 function card(l,n){if(!nc)return false;l=Number(l);n=Number(n);var lists=[],vals=null,exact=false,
  row=$('tr[data-l="'+l+'"][data-n="'+n+'"]',panel(uid+'neurons')),R=row?rowData(row):null;
  if(C&&l<C.L&&n<C.m){if(!u16){u16=new Uint16Array(b64(C.ids));hb=new Uint8Array(b64(C.high));acts=C.acts?new Int8Array(b64(C.acts)):null;
@@ -102,6 +104,9 @@ function card(l,n){if(!nc)return false;l=Number(l);n=Number(n);var lists=[],vals
  var rank=row?$$('tbody tr',row.parentNode).indexOf(row)+1:0;
  var h='<h3>Neuron L'+l+' N'+n+(rank?' · #'+rank+' in the neurons tab (by effect)':' · not among the neurons tab\'s rows')+'</h3><table><tbody>'+lists.map(function(x){
   return '<tr><th>'+esc(x[0])+'</th><td class="words">'+esc(x[1])+(x[2]?' <i class="hb">(high bias: these are very frequent or very rare tokens)</i>':'')+'</td></tr>';}).join('')+'</tbody></table>';
+ if(R&&R.corpus.length)h+='<h3>In the corpus</h3><table><tbody>'+R.corpus.map(function(x){
+  return '<tr><th>'+esc(x[0])+'</th><td class="words">'+esc(x[1])+'</td></tr>';}).join('')+'</tbody></table>';
+ else if(corpusPage())h+='<p class="note">Its corpus contexts are in the store: <code>minigpt2 neuron '+l+'-'+n+' --corpus STORE</code> (the page holds those of the neurons tab\'s rows).</p>';
  if(vals&&vals.length){h+='<h3>Activation at each token'+(exact?'':' (to 2 digits)')+'</h3><div class="scroll"><table><thead><tr>'+D.tokens.map(function(x,i){
   return '<th data-pos="'+i+'">'+i+':'+esc(x)+'</th>';}).join('')+'</tr></thead><tbody><tr>'+vals.map(function(v){
   return '<td class="num '+heat(v)+'" title="'+(exact?'':'about ')+v.toPrecision(3)+'">'+(exact?fmt(v):fmt2(v))+'</td>';}).join('')+'</tr></tbody></table></div>';}

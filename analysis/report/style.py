@@ -48,6 +48,7 @@ CSS = """
 .mg2r table.grid th.q{font-weight:400;font-size:10px;padding:0 3px;max-width:80px;overflow:hidden}
 .mg2r figure.head{margin:0 0 14px}.mg2r figure.head figcaption{font-weight:400;font-size:13px;margin:2px 0 4px}
 .mg2r table.hv td,.mg2r table.hv th{padding:2px 4px}
+.mg2r .corpus{font-size:12px;margin:6px 0 0;max-width:1100px}.mg2r .corpus p{margin:0 0 2px}.mg2r .corpus ol{margin:0;padding-left:22px}
 .mg2r table.hv td.tok{position:sticky;left:0;z-index:1;background:#f7f9fb}
 .mg2r table.hv .s0,.mg2r table.hv td.tok{width:auto;min-width:92px;max-width:130px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
 .mg2r table.hv .pw{width:236px;min-width:236px;max-width:236px;white-space:normal}
