@@ -410,6 +410,29 @@ def test_a_dask_scheduler_and_worker_started_here_give_the_same_store_though_a_w
     assert files_of(tmp_path / "remote") == files_of(store)
 
 
+def test_ctrl_c_stops_a_local_run_with_one_line_and_keeps_its_shards(store, corpus_files, tmp_path):
+    """Ctrl-C at a terminal signals the whole process group, the local workers included: the command says
+    one line and exits 130, no worker prints a traceback, and a rerun resumes to the same store."""
+    out = tmp_path / "stopped"
+    argv = ["corpus", *corpus_files, "--model", str(MODEL), "--out", str(out), "--seq-len", str(SEQ), "--top",
+            str(TOP), "--shard-tokens", "10", "--workers", "1"]
+    p = subprocess.Popen([sys.executable, "-c", PAUSING, *argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True,   # its own group, as a shell's
+                         env={**os.environ, "PYTHONPATH": str(ROOT), "PAUSE_AT": "2"})
+    watchdog = threading.Timer(120, lambda: os.killpg(p.pid, signal.SIGKILL))
+    watchdog.daemon = True
+    watchdog.start()
+    for line in p.stdout:
+        if line.strip() == "COMMITTED 2":
+            break
+    os.killpg(p.pid, signal.SIGINT)                                 # what the terminal does on Ctrl-C
+    _, err = p.communicate()
+    watchdog.cancel()
+    assert p.returncode == 130 and err.splitlines() == ["minigpt2: interrupted"], err
+    assert main(argv) == 0
+    assert files_of(out) == files_of(store)
+
+
 def test_a_run_killed_after_some_shards_resumes_them_and_ends_with_the_identical_store(store, corpus_files,
                                                                                       scheduler, tmp_path, capsys):
     out = tmp_path / "resumed"
@@ -427,6 +450,14 @@ def test_a_run_killed_after_some_shards_resumes_them_and_ends_with_the_identical
     assert files_of(out) == files_of(store)
     assert main(argv) == 0                                          # complete: nothing to do, nothing changed
     assert "nothing to do" in capsys.readouterr().out and files_of(out) == files_of(store)
+
+
+def test_a_jsonl_with_a_byte_order_mark_and_a_null_text_reads_its_other_lines_by_their_numbers():
+    from analysis.corpus.inputs import _documents
+
+    data = b'\xef\xbb\xbf{"text": "a"}\n{"text": null}\n\n{"text": "b"}\n'
+    assert _documents("x.JSONL", data) == [(0, "a"), (3, "b")]
+    assert _documents("x.txt", b"\xef\xbb\xbfhi") == [(0, "hi")]
 
 
 # -- refused input: one line naming it, nothing touched ----------------------------------------------------
@@ -447,7 +478,7 @@ def _bad_files(d: Path) -> dict:
             "number.jsonl": r'number.jsonl line 1: "text" is int, not a string',
             "nocol.parquet": r"nocol.parquet has no `text` column \(its columns: body\)",
             "garbage.parquet": r"garbage.parquet is not a Parquet file",
-            "empty.txt": r"the corpus is empty: .*empty.txt",
+            "empty.txt": r"the corpus is empty: .*empty.txt holds no text",
             "blank.jsonl": r"the corpus is empty: .*blank.jsonl",
             "missing.txt": r"missing.txt: No such file or directory",
             ".": r"is a folder, not a regular file",
@@ -495,10 +526,12 @@ def test_another_runs_store_is_refused_or_started_afresh_with_force(store, corpu
     out = tmp_path / "copy"
     shutil.copytree(store, out)
     before = snapshot(out)
-    for more in (["--top", "2", "--seq-len", str(SEQ)], ["--seq-len", "5", "--top", str(TOP)]):
+    for more, said in ((["--top", "2", "--seq-len", str(SEQ)], f"--top {TOP} there, 2 here"),
+                       (["--seq-len", "5", "--top", str(TOP)], f"--seq-len {SEQ} there, 5 here")):
         assert main(["corpus", *corpus_files, "--model", str(MODEL), "--out", str(out), "--scheduler", scheduler,
                      *more]) == 1
-        assert "holds a corpus store of another run: its settings differ" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert "holds a corpus store of another run: its settings differ: " in err and said in err, err
     assert corpus(corpus_files[:2], out, "--scheduler", scheduler) == 1
     assert "its input files differ" in capsys.readouterr().err
     other = tmp_path / "model"
@@ -621,6 +654,20 @@ def test_a_store_of_another_model_is_refused_by_analyze_and_neuron(store, tmp_pa
     assert "was made with another model" in capsys.readouterr().err
     assert main(["neuron", "1-5", "--corpus", str(tmp_path)]) == 1
     assert "holds no finished corpus store" in capsys.readouterr().err
+
+
+def test_neuron_names_the_stores_model_when_it_does_not_load_from_here(store, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "store"
+    shutil.copytree(store, copy)
+    man = json.loads((copy / "minigpt2-corpus.json").read_text())
+    man["model"]["source"] = "models/tiny"                         # a relative --model, from another folder
+    (copy / "minigpt2-corpus.json").write_text(json.dumps(man))
+    assert main(["neuron", "1-5", "--corpus", str(copy)]) == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "was made with --model models/tiny" in err and "pass --model" in err
+    assert main(["neuron", "1-5", "--corpus", str(copy), "--model", str(MODEL)]) == 0
 
 
 def test_neuron_prints_its_static_words_and_its_corpus_card(store, brute, capsys):

@@ -58,6 +58,7 @@ def neuron_card(model, store, layer: int, neuron: int) -> list[str]:
 
 def cmd_neuron(args) -> int:
     from minigpt2 import load
+    from minigpt2.errors import LoadError
 
     from ..corpus.shard import model_fingerprint
     from ..corpus.store import CorpusStore
@@ -65,7 +66,13 @@ def cmd_neuron(args) -> int:
 
     store = CorpusStore(args.corpus)
     source = args.model or store.header["model"]["source"]
-    model = load(source)
+    try:
+        model = load(source)
+    except LoadError as e:
+        if args.model:
+            raise
+        raise LoadError(f"{store.path} was made with --model {source}, which does not load from here ({e}); "
+                        "pass --model with that model's folder or hub id") from None
     layer, neuron = parse_neuron(args.neuron, model.cfg)
     store.check_model(model_fingerprint(model), source)
     print("\n".join(_show(line) for line in neuron_card(model, store, layer, neuron)))

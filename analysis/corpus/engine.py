@@ -37,6 +37,8 @@ def cluster(workers: int | None, scheduler: str | None):
     """A dask.distributed Client: of a new LocalCluster, or of the cluster at scheduler."""
     from distributed import Client, LocalCluster
 
+    from .quiet import QuietSigint
+
     if scheduler:
         try:
             client = Client(scheduler, timeout="20s")
@@ -48,6 +50,7 @@ def cluster(workers: int | None, scheduler: str | None):
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                       silence_logs=logging.ERROR) as lc, Client(lc) as client:
         client.local = True
+        client.register_plugin(QuietSigint(), name="minigpt2-quiet-sigint")   # Ctrl-C stops this process only
         yield client
 
 

@@ -2,7 +2,7 @@
 
 A .txt file is one document; a .jsonl file has a document per line (its "text" field); a .parquet file a
 document per row (its `text` column). A document's number (`doc`) is its line or row in its file, from 0,
-blank lines and null rows included, so it points back to the source. Every document's tokens (no BOS)
+blank lines and null rows (or null "text") included, so it points back to the source. Every document's tokens (no BOS)
 are concatenated in file order into one array: a token's place in it, its global index, orders every
 example (earlier file, then earlier document, then earlier token) and keys the top-k ties.
 """
@@ -51,6 +51,8 @@ def _documents(path: str, data: bytes) -> list[tuple[int, str]]:
     suffix = Path(path).suffix.lower()
     if suffix == ".parquet":
         return _parquet(path, data)
+    if data.startswith(b"\xef\xbb\xbf"):                 # a UTF-8 byte-order mark is no text
+        data = data[3:]
     if suffix != ".jsonl":
         return [(0, _text(data, path))]
     docs = []
@@ -64,6 +66,8 @@ def _documents(path: str, data: bytes) -> list[tuple[int, str]]:
                              'line, with a "text" field') from None
         if not isinstance(record, dict) or "text" not in record:
             raise InputError(f'{path} line {i + 1} has no "text" field')
+        if record["text"] is None:                          # skipped, as a Parquet file's null rows are
+            continue
         if not isinstance(record["text"], str):
             raise InputError(f'{path} line {i + 1}: "text" is {type(record["text"]).__name__}, not a string')
         docs.append((i, record["text"]))
@@ -109,8 +113,9 @@ def read_corpus(paths: list[str], tokenizer) -> Corpus:
         files.append({"name": path, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
                       "documents": len(docs), "tokens": n - tokens_before})
     if n == 0:
+        verb = "holds" if len(paths) == 1 else "hold"
         raise InputError(f"the corpus is empty: {', '.join(map(os.fspath, paths[:3]))}"
-                         f"{' ...' if len(paths) > 3 else ''} hold no text that makes a token")
+                         f"{' ...' if len(paths) > 3 else ''} {verb} no text that makes a token")
     return Corpus(files=files, ids=np.concatenate(chunks), doc_start=np.asarray(starts, np.int64),
                   doc_file=np.asarray(doc_file, np.int32), doc_number=np.asarray(doc_number, np.int64))
 

@@ -61,7 +61,12 @@ def differs(old: dict, new: dict) -> str | None:
     if old.get("model", {}).get("fingerprint") != new["model"]["fingerprint"]:
         return "its model differs"
     if old.get("settings") != new["settings"]:
-        return f"its settings differ ({old.get('settings')} vs {new['settings']})"
+        was = old.get("settings") if isinstance(old.get("settings"), dict) else {}
+        names = {"seq_len": "--seq-len", "top": "--top",
+                 "shard_windows": "windows a shard (--shard-tokens / --seq-len)"}
+        diff = [f"{names.get(k, k)} {was.get(k)} there, {v} here"
+                for k, v in new["settings"].items() if was.get(k) != v]
+        return f"its settings differ: {'; '.join(diff)}"
     strip = lambda fs: [(f.get("size"), f.get("sha256")) for f in fs or []]  # noqa: E731
     if strip(old.get("inputs")) != strip(new["inputs"]):
         return "its input files differ (names, order or content)"

@@ -122,7 +122,7 @@ jump.addEventListener('keydown',function(e){if(e.key!=='Enter')return;var q=this
  $$('.hit',root).forEach(function(x){x.classList.remove('hit');});var k=parse(q);
  if(k&&k.n!==undefined){if(card(k.l,k.n)){status.value='neuron card: L'+k.l+' N'+k.n;return;}}
  if(k&&k.h!==undefined&&pickHead(k.l+'-'+k.h)){open(hpanel.id.slice(2));var f=$('figure.head[data-l="'+k.l+'"][data-h="'+k.h+'"]',hpanel);
-  f.scrollIntoView({block:'start'});status.value='head '+k.l+'-'+k.h+' in '+tabName(hpanel);return;}
+  ($('.hvpick',hpanel)||f).scrollIntoView({block:'start'});status.value='head '+k.l+'-'+k.h+' in '+tabName(hpanel);return;}
  if(q!==last){last=q;at=-1;var w=q.toLowerCase(),ws=w.replace(/^[·\s]+/,'');hits=[];
   D.tokens.forEach(function(x,i){if(x.toLowerCase().replace(/^[·\s]+/,'')===ws&&tv)hits.push({tok:i});});
   $$('.panel').forEach(function(p){if(p===tv||p===nc)return;$$('tbody tr',p).forEach(function(tr){

@@ -58,7 +58,7 @@ CSS = """
 .mg2r table.hv th.sm{width:52px;white-space:normal;vertical-align:bottom;font-weight:400}
 .mg2r table.hv td[class^=h]{font-size:11px;padding:2px 3px;text-align:right;font-variant-numeric:tabular-nums}
 .mg2r .card table td{max-width:900px}.mg2r .card th{text-align:left;background:#f0f3f6;white-space:nowrap}
-.mg2r .chooser{margin:4px 0;font-size:13px}.mg2r .panel figure,.mg2r .panel tr{scroll-margin-top:110px}.mg2r .hint{color:#666;font-size:12px}
+.mg2r .chooser{margin:4px 0;font-size:13px}.mg2r .panel figure,.mg2r .panel tr,.mg2r .panel .chooser{scroll-margin-top:110px}.mg2r .hint{color:#666;font-size:12px}
 """.replace("%(bar)s", str(BAR)) + "".join(
     f".mg2r td.h{i}{{{heat_colour(i / 10)}}}\n" for i in range(11))
 

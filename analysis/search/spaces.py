@@ -66,7 +66,8 @@ class Vocab:
         return len(self.strings) - len(self.words)
 
 
-_SHOW = {ord("\n"): "⏎", ord("\r"): "␍", ord("\t"): "⇥"}
+_SHOW = {**{c: f"\\x{c:02x}" for c in [*range(32), 127]},      # other control characters as \x00 (a page
+         ord("\n"): "⏎", ord("\r"): "␍", ord("\t"): "⇥"}           #   would show them as blanks, or not at all)
 TOKEN_CHARS = 80   # what one token may cost on the page, in a CSV cell or a printout: GPT-2's longest is 66
 
 
@@ -77,8 +78,8 @@ def clip(s: str) -> str:
 
 
 def show_token(s: str) -> str:
-    """A token with its boundaries visible: leading spaces as ·, newlines as ⏎ ("·home" is the word " home",
-    "home" the word piece without a space)."""
+    """A token with its boundaries visible: leading spaces as ·, newlines as ⏎, other control characters as
+    \x00 ("·home" is the word " home", "home" the word piece without a space)."""
     stripped = s.lstrip(" ")
     return clip(("·" * (len(s) - len(stripped)) + stripped).translate(_SHOW))
 
