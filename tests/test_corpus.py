@@ -154,7 +154,7 @@ def brute(corpus_files):
                             acts_max[l * m + n] = max(acts_max[l * m + n], v)
                         for h in range(H):
                             on0[l * H + h] += float(tr.attn[l, h, p, 0])
-                            for s in range(1, p + 1):
+                            for s in range(1, p + 1) if p >= 2 else ():   # position 1: no choice
                                 heads[l * H + h].append((-float(tr.attn[l, h, p, s]), place, w0 + s - 1, name))
     return {"model": model, "neurons": [sorted(c)[:TOP] for c in neurons], "heads": [sorted(c)[:TOP] for c in heads],
             "tokens": total, "mean": acts_sum / total, "frac": acts_pos / total, "max": acts_max, "on0": on0 / total}
@@ -517,6 +517,22 @@ def test_seq_len_must_fit_the_context_and_out_is_never_a_foreign_folder(tmp_path
     (mine / "minigpt2-corpus.json").write_text("{}")
     assert corpus([str(good)], mine, "--workers", "1", "--force") == 1     # not a store's manifest: even forced
     assert "is not a minigpt2 corpus store's manifest" in capsys.readouterr().err
+
+
+def test_a_store_of_an_earlier_version_is_refused_by_every_command(store, corpus_files, tmp_path, capsys):
+    """Version 1 ranked head events from window position 1 too: its heads table means something else."""
+    import shutil
+
+    old = tmp_path / "v1"
+    shutil.copytree(store, old)
+    man = json.loads((old / "minigpt2-corpus.json").read_text())
+    man["version"] = 1
+    (old / "minigpt2-corpus.json").write_text(json.dumps(man))
+    before = snapshot(old)
+    assert corpus(corpus_files, old, "--workers", "1") == 1
+    assert "store version 1; this one writes 2" in capsys.readouterr().err and snapshot(old) == before
+    assert main(["neuron", "1-5", "--corpus", str(old)]) == 1
+    assert "store version 1" in capsys.readouterr().err
 
 
 def test_another_runs_store_is_refused_or_started_afresh_with_force(store, corpus_files, scheduler, tmp_path,

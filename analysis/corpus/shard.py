@@ -107,6 +107,8 @@ def run_shard(source: str, fingerprint: str, ids: np.ndarray, starts: np.ndarray
         n_pos += (acts > 0).sum(axis=1)
         np.maximum(n_max, acts.max(axis=1), out=n_max)
         q, s = np.tril_indices(T)                                              # dest q+1, source s+1 <= q+1
+        q, s = q[q >= 1], s[q >= 1]        # a query at window position 1 has no choice: its one source
+                                           #   besides 0 is itself, weighted 1 - its attention on 0
         attn = tr.attn[:, :, 1:, 1:][:, :, q, s].reshape(Hs, q.size)           # [L, H, P] -> [L H, P]
         h_sum0 += tr.attn[:, :, 1:, 0].sum(axis=2, dtype=np.float64).reshape(Hs)
         if batch.add(np.ascontiguousarray(acts), start + np.arange(T, dtype=np.int64),

@@ -28,7 +28,7 @@ from .topk import Partial
 
 MANIFEST = "minigpt2-corpus.json"
 WHAT = "corpus store"
-VERSION = 1
+VERSION = 2                     # 2: heads rank queries from window position 2 on
 TABLES = ("neurons.parquet", "neuron_stats.parquet", "heads.parquet")
 
 
@@ -56,8 +56,10 @@ def _header_of(folder: Folder) -> dict:
 
 def differs(old: dict, new: dict) -> str | None:
     """What makes an earlier store's header another run's: None when it is this run's."""
-    if old.get("kind") != "corpus" or old.get("version") != VERSION:
+    if old.get("kind") != "corpus":
         return "it was made by another minigpt2"
+    if old.get("version") != VERSION:
+        return f"it was made by another minigpt2 (store version {old.get('version')}; this one writes {VERSION})"
     if old.get("model", {}).get("fingerprint") != new["model"]["fingerprint"]:
         return "its model differs"
     if old.get("settings") != new["settings"]:

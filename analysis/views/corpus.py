@@ -71,7 +71,8 @@ def heads_table(store, n_layers: int, n_heads: int) -> Table:
     t = store.header["tokens"]
     return Table("corpus_heads", "Heads in the corpus",
                  ["layer", "head", "corpus attention on 0"] + [f"corpus #{i}" for i in range(1, SHOWN + 1)], rows,
-                 f"Each head's strongest attention to a source other than position 0 over the corpus in "
+                 f"Each head's strongest attention to a source other than position 0 (from queries with a choice: at "
+                 f"window position 2 or later) over the corpus in "
                  f"{store.path.name}/ ({t['tokens']:,} tokens in {t['documents']:,} documents): the source "
                  "between ⟨ ⟩, the destination between ⟦ ⟧, the weight in brackets; and its mean attention on position 0 "
                  "there. Read them beside the head's patterns and messages.")
